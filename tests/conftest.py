@@ -1,0 +1,87 @@
+"""Fixtures: a tiny model saved like base-960h's files, a tiny LibriSpeech tree, and a script runner."""
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.tiny_model import save_tiny_model
+from wav2vec2_pipeline.model import SAMPLE_RATE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+WORDS = ("HELLO", "WORLD", "SPEECH", "IS", "NOT", "SILENT", "HER", "LOVELY", "CHILD", "IT'S", "QUIZ")
+
+
+@dataclass(frozen=True)
+class FixtureUtterance:
+    utt_id: str
+    num_samples: int
+    transcript: str
+
+
+# Two speakers, lengths around the 100000-sample window: exactly at it is kept, one over is skipped.
+FIXTURE_LENGTHS = {
+    "100-200-0000": 24_000,
+    "100-200-0001": 64_000,
+    "100-200-0002": 120_000,
+    "300-400-0000": 35_200,
+    "300-400-0001": 100_000,
+    "300-400-0002": 100_001,
+}
+
+
+def write_flac(path: Path, num_samples: int, seed: int, sample_rate: int = SAMPLE_RATE, channels: int = 1) -> None:
+    """Tones plus noise, 16-bit FLAC: enough structure that normalisation and padding are visible."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    signal = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.05 * rng.standard_normal(num_samples)
+    data = np.repeat(signal[:, None], channels, axis=1) if channels > 1 else signal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, sample_rate, format="FLAC", subtype="PCM_16")
+
+
+def write_librispeech_tree(root: Path, lengths: dict[str, int]) -> list[FixtureUtterance]:
+    """`<spk>/<chap>/<spk>-<chap>-<utt>.flac` plus one `<spk>-<chap>.trans.txt` per chapter."""
+    utterances = []
+    for seed, (utt_id, num_samples) in enumerate(sorted(lengths.items())):
+        speaker, chapter, _ = utt_id.split("-")
+        words = np.random.default_rng(seed).choice(WORDS, size=3 + seed % 4)
+        utterance = FixtureUtterance(utt_id, num_samples, " ".join(words))
+        write_flac(root / speaker / chapter / f"{utt_id}.flac", num_samples, seed)
+        with (root / speaker / chapter / f"{speaker}-{chapter}.trans.txt").open("a") as trans:
+            trans.write(f"{utt_id} {utterance.transcript}\n")
+        utterances.append(utterance)
+    return utterances
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "wav2vec2_pytorch_model")
+
+
+@pytest.fixture(scope="session")
+def traced_path(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("traced") / "traced.pth"
+    run_script("wav2vec2_pth2ts.py", "--pytorch_model_dir", tiny_model_dir, "--output", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[FixtureUtterance]]:
+    root = tmp_path_factory.mktemp("LibriSpeech") / "test-clean"
+    return root, write_librispeech_tree(root, FIXTURE_LENGTHS)
+
+
+def run_script(script: str, *args: object, cwd: Path = REPO_ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a top-level script as a user would; with check, fail the test showing its stderr."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=cwd, capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"{script} exited {result.returncode}:\n{result.stderr}")
+    return result

@@ -1,0 +1,107 @@
+"""Each bad input stops its stage with a clear message and a non-zero exit, leaving no partial output."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_script, write_flac, write_librispeech_tree
+
+
+def fails(script: str, *args: object) -> str:
+    result = run_script(script, *args, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    return result.stderr
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def preprocessed_bs3(tmp_path_factory, dataset) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("bad_input")
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3,
+               "--output", work / "bin_in", "--data_path", work / "data")  # fmt: skip
+    return work / "bin_in", work / "data"
+
+
+def test_compile_with_another_batch_size_than_preprocess(preprocessed_bs3, traced_path, tmp_path) -> None:
+    input_dir, _ = preprocessed_bs3
+    message = fails("compile.py", "--batch_size", 4, "--input_path", input_dir, "--output_path", tmp_path / "out",
+                    "--torchscript_path", traced_path)  # fmt: skip
+    assert "written with --batch_size 3; you passed 4" in message
+    assert files_under(tmp_path / "out") == []
+
+
+def test_postprocess_with_another_batch_size_than_preprocess(preprocessed_bs3, tmp_path) -> None:
+    _, data_path = preprocessed_bs3
+    message = fails("wav2vec2_postprocess.py", "--input", tmp_path, "--batch_size", 4, "--data_path", data_path)
+    assert "batch_i_filename_map_bs4.json not found" in message and "batch_i_filename_map_bs3.json" in message
+    assert not (data_path / "report_bs4.json").exists()
+
+
+def test_truncated_input_bin_stops_compile_before_anything_is_written(preprocessed_bs3, traced_path, tmp_path) -> None:
+    input_dir = tmp_path / "bin_in"
+    shutil.copytree(preprocessed_bs3[0], input_dir)
+    with (input_dir / "batch_1.bin").open("r+b") as handle:
+        handle.truncate(1_199_996)
+    message = fails("compile.py", "--batch_size", 3, "--input_path", input_dir, "--output_path", tmp_path / "out",
+                    "--torchscript_path", traced_path)  # fmt: skip
+    assert "batch_1.bin has 1199996 bytes; expected 3 x 100000 float32 = 1200000" in message
+    assert files_under(tmp_path / "out") == []
+
+
+def test_truncated_output_bin_stops_postprocess_without_a_report(preprocessed_bs3, traced_path, tmp_path) -> None:
+    input_dir, data_path = preprocessed_bs3
+    output_dir = tmp_path / "out"
+    run_script("compile.py", "--batch_size", 3, "--input_path", input_dir, "--output_path", output_dir,
+               "--torchscript_path", traced_path, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
+    with (output_dir / "batch_0.bin").open("r+b") as handle:
+        handle.truncate(1000)
+    report = tmp_path / "report.json"
+    message = fails("wav2vec2_postprocess.py", "--input", output_dir, "--batch_size", 3, "--data_path", data_path,
+                    "--report", report)  # fmt: skip
+    assert "batch_0.bin has 1000 bytes; expected 3 x 312 x 32 float32 = 119808" in message
+    assert not report.exists()
+
+
+def test_missing_transcript_line(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
+    (tmp_path / "in" / "1" / "2" / "1-2.trans.txt").write_text("1-2-0000 HI\n")
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 2,
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "1-2-0001.flac" in message and "no transcript line" in message
+    assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
+
+
+def test_non_16khz_audio_is_named_and_nothing_is_written(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
+    write_flac(tmp_path / "in" / "1" / "2" / "1-2-0001.flac", 900, seed=3, sample_rate=22_050)
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "1-2-0001.flac is sampled at 22050 Hz" in message
+    assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
+
+
+def test_empty_input_dir(tmp_path) -> None:
+    (tmp_path / "in").mkdir()
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "no .flac files under" in message
+    assert files_under(tmp_path / "bins") == []
+
+
+def test_corrupt_audio_mid_run_leaves_the_previous_output_untouched(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
+    run_script("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
+               "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    before = {p: p.read_bytes() for p in [*(tmp_path / "bins").iterdir(), *(tmp_path / "data").iterdir()]}
+    flac = tmp_path / "in" / "1" / "2" / "1-2-0001.flac"
+    flac.write_bytes(flac.read_bytes()[:-200])  # header intact, audio frames cut off
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "cannot decode" in message and "1-2-0001.flac" in message
+    assert {p: p.read_bytes() for p in [*(tmp_path / "bins").iterdir(), *(tmp_path / "data").iterdir()]} == before
+    assert not list((tmp_path / "bins").glob(".*"))  # no staging dir or temp file left

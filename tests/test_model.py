@@ -1,0 +1,59 @@
+import pytest
+import torch
+from transformers import Wav2Vec2ForCTC
+
+from tests.tiny_model import tiny_config
+from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.export import check_trace, trace
+from wav2vec2_pipeline.model import (
+    BASE_960H_VOCAB,
+    check_model_dir,
+    load_ctc_model,
+    load_vocab,
+    num_frames,
+)
+
+
+@pytest.mark.parametrize("num_samples", [400, 16_000, 99_999, 100_000, 100_001, 560_000])
+def test_num_frames_matches_the_model_own_formula(num_samples) -> None:
+    model = Wav2Vec2ForCTC(tiny_config())
+    assert num_frames(num_samples) == int(model._get_feat_extract_output_lengths(num_samples))
+
+
+def test_num_frames_of_the_static_window_is_312() -> None:
+    assert num_frames(100_000) == 312
+
+
+def test_vocab_from_the_dir_is_base_960h(tiny_model_dir) -> None:
+    assert load_vocab(tiny_model_dir) == BASE_960H_VOCAB
+    assert load_vocab(None) == BASE_960H_VOCAB
+    assert BASE_960H_VOCAB.index("|") == 4 and len(BASE_960H_VOCAB) == 32
+
+
+def test_incomplete_model_dir_lists_what_is_missing_and_how_to_get_it(tmp_path) -> None:
+    (tmp_path / "vocab.json").write_text("{}")
+    with pytest.raises(PipelineError) as error:
+        check_model_dir(tmp_path, ("config.json", "vocab.json"))
+    message = str(error.value)
+    assert "missing config.json, model.safetensors or pytorch_model.bin" in message
+    assert "hf download facebook/wav2vec2-base-960h" in message
+    with pytest.raises(PipelineError, match="does not exist"):
+        load_ctc_model(str(tmp_path / "absent"))
+
+
+def test_trace_matches_eager_at_another_batch_size(tiny_model_dir) -> None:
+    model = load_ctc_model(str(tiny_model_dir))
+    traced = trace(model, 16_000)
+    check = check_trace(model, traced, 16_000)
+    assert check.output_shape == (2, num_frames(16_000), 32)
+    assert check.max_abs_diff < 1e-4
+    batch = torch.randn(5, 16_000)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(batch), model(batch).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_trace_check_fails_when_the_module_differs(tiny_model_dir) -> None:
+    model = load_ctc_model(str(tiny_model_dir))
+    other = Wav2Vec2ForCTC(tiny_config()).eval()  # other random weights
+    with pytest.raises(PipelineError, match="differs from the eager model"):
+        check_trace(model, trace(other, 16_000), 16_000)

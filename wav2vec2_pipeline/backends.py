@@ -1,0 +1,174 @@
+"""Where the TorchScript module runs: one interface, one small class per backend, chosen by name."""
+
+import importlib
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from wav2vec2_pipeline.errors import PipelineError
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    device_id: int = 0
+    soc_version: str = "Ascend310P3"
+    precision_policy: str = "FP16"
+    """torch_aie only: a name of torch_aie.PrecisionPolicy."""
+
+
+class Backend(ABC):
+    """Load a TorchScript module for a static input shape, move batches in, run, and get logits out."""
+
+    name: ClassVar[str]
+
+    def __init__(self, options: DeviceOptions) -> None:
+        self.options = options
+
+    @classmethod
+    @abstractmethod
+    def available(cls) -> bool:
+        """Whether this machine can run the backend."""
+
+    @abstractmethod
+    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+        """Load (and where the backend compiles, compile) the module for `input_shape`."""
+
+    @abstractmethod
+    def to_device(self, batch: np.ndarray) -> torch.Tensor: ...
+
+    @abstractmethod
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Launch the model; the result may not be ready until `synchronize`."""
+
+    def synchronize(self) -> None:
+        """Wait for launched work to finish; execution on the CPU is synchronous, so nothing to wait for."""
+        return None
+
+    def to_host(self, logits: torch.Tensor) -> np.ndarray:
+        return logits.detach().to("cpu", torch.float32).numpy()
+
+
+def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: create it with wav2vec2_pth2ts.py")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except RuntimeError as error:
+        raise PipelineError(
+            f"{path} is not a TorchScript module ({error}); re-create it with wav2vec2_pth2ts.py"
+        ) from error
+
+
+class TorchScriptBackend(Backend):
+    """The traced module on the CPU, as it was saved."""
+
+    name = "torchscript"
+    device = "cpu"
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+        self.module = load_torchscript(torchscript_path, self.device)
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(batch).to(self.device)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(batch)
+
+
+class CudaBackend(TorchScriptBackend):
+    """The same traced module on an NVIDIA GPU, fp32."""
+
+    name = "cuda"
+
+    def __init__(self, options: DeviceOptions) -> None:
+        super().__init__(options)
+        self.device = f"cuda:{options.device_id}"
+
+    @classmethod
+    def available(cls) -> bool:
+        return torch.cuda.is_available()
+
+    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+        if not self.available():
+            raise PipelineError("--backend cuda: torch sees no CUDA GPU here; use --backend torchscript")
+        super().load(torchscript_path, input_shape)
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize(self.device)
+
+
+def import_torch_aie() -> ModuleType:
+    """torch_aie is imported only on this path: it exists only on Ascend machines with CANN installed."""
+    try:
+        return importlib.import_module("torch_aie")
+    except ImportError as error:
+        others = ", ".join(name for name in BACKENDS if name != AieBackend.name)
+        raise PipelineError(
+            f"--backend aie needs torch_aie, which is not installed here ({error}). Install CANN and "
+            f"Ascend-cann-torch-aie on an Ascend machine (README, 'Ascend set-up'), or use --backend {others}"
+        ) from error
+
+
+class AieBackend(Backend):
+    """Ascend NPU through torch_aie: a static-shape compile with a precision policy for one SoC."""
+
+    name = "aie"
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("torch_aie") is not None
+
+    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+        torch_aie = import_torch_aie()
+        try:
+            precision = getattr(torch_aie.PrecisionPolicy, self.options.precision_policy)
+        except AttributeError as error:
+            raise PipelineError(
+                f"--precision_policy {self.options.precision_policy} is not a torch_aie.PrecisionPolicy "
+                "(try FP16 or FP32)"
+            ) from error
+        torch_aie.set_device(self.options.device_id)
+        self.device = f"npu:{self.options.device_id}"
+        self.module = torch_aie.compile(
+            load_torchscript(torchscript_path, "cpu"),
+            inputs=[torch_aie.Input(input_shape, dtype=torch.float32)],
+            precision_policy=precision,
+            soc_version=self.options.soc_version,
+        )
+        self.stream = torch_aie.npu.Stream(self.device)
+        self.torch_aie = torch_aie
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(batch).to(self.device)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with self.torch_aie.npu.stream(self.stream):
+            return self.module(batch)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+
+BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (AieBackend, CudaBackend, TorchScriptBackend)}
+"""In the order `auto` tries them."""
+
+
+def create_backend(name: str, options: DeviceOptions) -> Backend:
+    if name == AUTO:
+        name = next(candidate for candidate, cls in BACKENDS.items() if cls.available())
+    if name not in BACKENDS:
+        raise PipelineError(f"unknown backend {name!r}; choose one of {AUTO}, {', '.join(BACKENDS)}")
+    return BACKENDS[name](options)

@@ -1,0 +1,129 @@
+"""Stage 3: run every input bin through a backend, write logits bins, and time it two ways."""
+
+import hashlib
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wav2vec2_pipeline.backends import Backend
+from wav2vec2_pipeline.bins import (
+    check_bin_size,
+    list_bins,
+    read_bin,
+    read_manifest,
+    remove_manifest,
+    write_bin,
+    write_manifest,
+)
+from wav2vec2_pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class InputBins:
+    paths: list[Path]
+    shape: tuple[int, int]
+    rows_used: int | None
+    """Real (not padding) rows over all bins, where the input manifest says."""
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    bins: int
+    rows: int
+    wall_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.wall_s
+
+
+@dataclass(frozen=True)
+class ModelThroughput:
+    batch_size: int
+    runs: int
+    run_s: list[float]
+
+    @property
+    def samples_per_s(self) -> float:
+        """The reference's figure: runs x batch size / total time of the timed runs."""
+        return self.runs * self.batch_size / sum(self.run_s)
+
+    @property
+    def median_run_s(self) -> float:
+        return statistics.median(self.run_s)
+
+
+def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> InputBins:
+    """The bins to run, each checked for size before anything runs, so a bad one stops the stage early."""
+    manifest = read_manifest(input_dir)
+    if manifest is not None:
+        made_with, max_samples = manifest["shape"]
+        if made_with != batch_size:
+            raise PipelineError(
+                f"bins in {input_dir} were written with --batch_size {made_with}; you passed {batch_size}. "
+                f"Pass --batch_size {made_with} or preprocess again with --batch_size {batch_size}."
+            )
+        paths = [input_dir / name for name in manifest["bins"]]
+        rows_used = manifest.get("rows_used")
+    else:
+        paths, rows_used = list_bins(input_dir), None
+    if not paths:
+        raise PipelineError(f"no batch_<i>.bin files in {input_dir}: run wav2vec2_preprocess.py first")
+    shape = (batch_size, max_samples)
+    hint = (
+        f"Was it written with --batch_size {batch_size} and --max_samples {max_samples}? Re-run wav2vec2_preprocess.py."
+    )
+    for path in paths:
+        check_bin_size(path, shape, hint)
+    return InputBins(paths, shape, rows_used)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_bins(backend: Backend, inputs: InputBins, output_dir: Path, facts: dict[str, object]) -> StageTiming:
+    """Every input bin -> an output bin of the same name; the manifest is written once all are."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_manifest(output_dir)
+    output_shape: tuple[int, ...] = ()
+    start = time.perf_counter()
+    for path in tqdm(inputs.paths, desc=f"{backend.name} bs{inputs.shape[0]}", disable=None):
+        batch = read_bin(path, inputs.shape, "")
+        logits = backend.to_host(backend.forward(backend.to_device(batch)))
+        if logits.ndim != 3 or logits.shape[0] != inputs.shape[0]:
+            raise PipelineError(
+                f"the model returned logits of shape {logits.shape} for {path.name}; expected N x frames x vocab"
+            )
+        output_shape = logits.shape
+        write_bin(output_dir / path.name, logits)
+    wall_s = time.perf_counter() - start
+    names = [path.name for path in inputs.paths]
+    write_manifest(output_dir, output_shape, names, batch_size=inputs.shape[0], backend=backend.name, **facts)
+    return StageTiming(len(names), len(names) * inputs.shape[0], wall_s)
+
+
+def measure_throughput(backend: Backend, batch: np.ndarray, warmup_runs: int, timed_runs: int) -> ModelThroughput:
+    """The reference's method: one batch resident on the device, warm-up, then timed runs each
+    ended by a synchronize; host-device copies are outside the timed region."""
+    if timed_runs < 1 or warmup_runs < 0:
+        raise PipelineError(f"need --timed_runs >= 1 and --warmup_runs >= 0, got {timed_runs} and {warmup_runs}")
+    resident = backend.to_device(batch)
+    for _ in range(warmup_runs):
+        backend.forward(resident)
+        backend.synchronize()
+    run_s = []
+    for _ in tqdm(range(timed_runs), desc="timed runs", disable=None):
+        start = time.perf_counter()
+        backend.forward(resident)
+        backend.synchronize()
+        run_s.append(time.perf_counter() - start)
+    return ModelThroughput(batch.shape[0], timed_runs, run_s)

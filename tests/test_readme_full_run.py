@@ -1,0 +1,53 @@
+"""The README's full-run block, run verbatim on the real LibriSpeech subset in ../shared/data."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SHARED_DATA
+
+MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech"
+SCRIPTS = ("wav2vec2_preprocess.py", "wav2vec2_pth2ts.py", "compile.py", "wav2vec2_postprocess.py")
+
+
+def readme_full_run() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    match = re.search(r"<!-- full-run:start -->\n```bash\n(.*?)```\n<!-- full-run:end -->", text, re.DOTALL)
+    assert match, "README.md has no full-run block"
+    return match.group(1)
+
+
+@pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
+def test_readme_full_run_accounts_for_every_real_utterance(tmp_path, tiny_model_dir) -> None:
+    """A user's checkout: the scripts, ./LibriSpeech and ./wav2vec2_pytorch_model side by side."""
+    for name in (*SCRIPTS, "wav2vec2_pipeline"):
+        (tmp_path / name).symlink_to(REPO_ROOT / name)
+    (tmp_path / "LibriSpeech").symlink_to(MINI)
+    (tmp_path / "wav2vec2_pytorch_model").symlink_to(tiny_model_dir)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_full_run()], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+    expected = {
+        line.split(" ", 1)[0]: line.split(" ", 1)[1]
+        for path in (MINI / "test-clean").rglob("*.trans.txt")
+        for line in path.read_text().splitlines()
+    }
+    assert len(expected) == 7
+    report = json.loads((tmp_path / "data" / "report_bs8.json").read_text())
+    entries = {u["utt_id"]: u for u in report["utterances"]}
+    assert len(report["utterances"]) == len(entries) == 7
+    assert {utt_id: u["reference"] for utt_id, u in entries.items()} == expected
+    skipped = {utt_id for utt_id, u in entries.items() if u["status"] == "skipped"}
+    assert skipped == {"1089-134686-0002", "1221-135766-0001", "1995-1837-0001"}  # the three over 6.25 s
+    assert report["summary"]["seconds_scored"] + report["summary"]["seconds_skipped"] == pytest.approx(44.195)
+    assert "skipped 3 utterances" in result.stdout and "accuracy (1 - CER)" in result.stdout

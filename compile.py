@@ -7,7 +7,7 @@ from wav2vec2_pipeline.backends import AUTO, BACKENDS, DeviceOptions, create_bac
 from wav2vec2_pipeline.bins import read_bin
 from wav2vec2_pipeline.errors import run_cli
 from wav2vec2_pipeline.inference import file_sha256, find_input_bins, measure_throughput, run_bins
-from wav2vec2_pipeline.model import MAX_SAMPLES
+from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 
 
 def main() -> None:
@@ -32,26 +32,27 @@ def main() -> None:
 
     inputs = find_input_bins(args.input_path, args.batch_size, args.max_samples)
     backend = create_backend(args.backend, DeviceOptions(args.device_id, args.soc_version, args.precision_policy))
-    print(
-        f"backend {backend.name}: loading {args.torchscript_path} "
-        f"for input {inputs.shape[0]} x {inputs.shape[1]} float32"
-    )
-    backend.load(args.torchscript_path, inputs.shape)
+    shapes = ", ".join(f"{n} x {samples}" for n, samples in dict.fromkeys(inputs.shapes.values()))
+    print(f"backend {backend.name}: {args.torchscript_path} for input {shapes} float32")
+    backend.load(args.torchscript_path)
 
-    facts = {"torchscript_sha256": file_sha256(args.torchscript_path), "max_samples": inputs.shape[1]}
+    facts = {"torchscript_sha256": file_sha256(args.torchscript_path)}
     stage = run_bins(backend, inputs, args.output_path, facts)
-    real = "" if inputs.rows_used is None else f", {inputs.rows_used} of them real utterances"
+    real = "" if inputs.rows_used is None else f", {inputs.rows_used} of them holding speech"
     print(
         f"stage: {stage.bins} bins, {stage.rows} rows{real}, in {stage.wall_s:.2f} s wall "
         f"(bin reads and writes included): {stage.rows_per_s:.2f} samples/s -> {args.output_path}"
     )
+    if inputs.speech_samples is not None:
+        speech_s = inputs.speech_samples / SAMPLE_RATE
+        print(f"stage: {speech_s:.1f} s of speech, {speech_s / stage.wall_s:.2f} audio seconds per wall second")
 
-    throughput = measure_throughput(
-        backend, read_bin(inputs.paths[0], inputs.shape, ""), args.warmup_runs, args.timed_runs
-    )
+    first_path, first_shape = next(iter(inputs.shapes.items()))
+    throughput = measure_throughput(backend, read_bin(first_path, first_shape, ""), args.warmup_runs, args.timed_runs)
     print(
-        f"model throughput ({backend.name}, bs {args.batch_size}, {args.warmup_runs} warm-up + {throughput.runs} "
-        f"timed runs, batch resident on the device): {throughput.samples_per_s:.2f} samples/s, "
+        f"model throughput ({backend.name}, {first_shape[0]} x {first_shape[1]}, "
+        f"{args.warmup_runs} warm-up + {throughput.runs} timed runs, batch resident on the device): "
+        f"{throughput.samples_per_s:.2f} samples/s, "
         f"median {throughput.median_run_s * 1000:.1f} ms per batch"
     )
 

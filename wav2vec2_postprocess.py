@@ -28,17 +28,23 @@ def main() -> None:
     write_report(report_path, report)
     summary = report.summary
     print(
-        f"scored {summary['utterances_scored']} utterances ({summary['seconds_scored']:.1f} s), "
-        f"skipped {summary['utterances_skipped']} ({summary['seconds_skipped']:.1f} s, listed in the report)"
+        f"long audio: {summary['long_audio']}; scored {summary['utterances_scored']} utterances "
+        f"({summary['seconds_scored']:.1f} s), skipped {summary['utterances_skipped']}, "
+        f"cut {summary['utterances_cut']}, chunked {summary['utterances_chunked']}; "
+        f"{summary['seconds_lost']:.1f} s of speech lost"
     )
     if summary["wer"] is None:
         print("nothing to score: every utterance was skipped")
     else:
-        print(f"WER {summary['wer']:.4f}")
+        print(f"WER {summary['wer']:.4f} over the scored utterances")
         print(
-            f"accuracy (1 - CER) {summary['accuracy']:.4f}  "
+            f"accuracy (1 - CER) {summary['accuracy']:.4f} over the scored utterances  "
             f"(reference Ascend310P3: {summary['reference_accuracy']:.3f})"
         )
+    for label in ("all_utterances", "long_utterances"):
+        rates = summary[label]
+        if rates["wer"] is not None:
+            print(f"over {label.replace('_', ' ')}: WER {rates['wer']:.4f}, CER {rates['cer']:.4f}")
     print(f"report: {report_path}")
 
 

@@ -4,10 +4,15 @@ import argparse
 from pathlib import Path
 
 from wav2vec2_pipeline.errors import run_cli
-from wav2vec2_pipeline.model import MAX_SAMPLES, load_feature_extractor
-from wav2vec2_pipeline.preprocess import preprocess
+from wav2vec2_pipeline.model import MAX_SAMPLES, load_config, load_feature_extractor
+from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
+from wav2vec2_pipeline.preprocess import Layout, preprocess
 
-SKIPPED_SHOWN = 10
+IDS_SHOWN = 10
+
+
+def sample_list(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
 
 
 def main() -> None:
@@ -20,32 +25,51 @@ def main() -> None:
         "--max_samples", type=int, default=MAX_SAMPLES, help="static input length (default: %(default)s)"
     )
     parser.add_argument(
-        "--pytorch_model_dir",
-        type=Path,
-        help="take the feature-extractor settings from this model dir (default: base-960h's)",
-    )
+        "--long_audio", choices=LONG_AUDIO_MODES, default=SKIP,
+        help="utterances longer than the window: skip them (the reference), cut them, or chunk them into "
+        "overlapping windows (loses nothing; recommended)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stride_frames", type=int,
+        help="chunk only: context frames dropped on each side of a window (default: a sixth of the window)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bucket", action="store_true",
+        help="sort utterances by length into bins of a few static lengths (--bucket_samples) instead of one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bucket_samples", type=sample_list, default=DEFAULT_BUCKET_SAMPLES,
+        help="with --bucket: comma-separated row lengths (default: %(default)s, i.e. 4, 8, 16, 35 s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pytorch_model_dir", type=Path,
+        help="take the feature-extractor settings and conv strides from this model dir (default: base-960h's)",
+    )  # fmt: skip
     args = parser.parse_args()
 
+    layout = Layout(args.bucket_samples if args.bucket else (args.max_samples,), args.long_audio, args.stride_frames)
     result = preprocess(
-        args.input, args.batch_size, args.output, args.data_path, args.max_samples,
-        load_feature_extractor(args.pytorch_model_dir),
+        args.input, args.batch_size, args.output, args.data_path, layout,
+        load_feature_extractor(args.pytorch_model_dir), load_config(args.pytorch_model_dir),
     )  # fmt: skip
     batch_map = result.batch_map
+    every = list(batch_map.num_samples)
+    rows = sum(len(ids) for ids in batch_map.bins.values())
     print(
-        f"{len(batch_map.scored)} utterances ({batch_map.seconds(batch_map.scored):.1f} s) "
-        f"in {len(batch_map.bins)} bins of {args.batch_size} x {args.max_samples} float32 -> {args.output}"
+        f"{len(batch_map.scored)} utterances ({batch_map.seconds(batch_map.scored):.1f} s) in {rows} rows of "
+        f"{len(batch_map.bins)} bins of {args.batch_size} x {'/'.join(map(str, layout.windows))} float32 "
+        f"-> {args.output}"
     )
-    if batch_map.skipped:
-        shown = ", ".join(batch_map.skipped[:SKIPPED_SHOWN]) + (
-            ", ..." if len(batch_map.skipped) > SKIPPED_SHOWN else ""
-        )
-        total_s = batch_map.seconds(batch_map.scored + batch_map.skipped)
-        print(
-            f"skipped {len(batch_map.skipped)} utterances longer than {args.max_samples} samples: "
-            f"{batch_map.seconds(batch_map.skipped):.1f} s of {total_s:.1f} s of speech "
-            f"({batch_map.seconds(batch_map.skipped) / total_s:.1%}) not scored: {shown}"
-        )
-    print(f"batch map: {result.map_file} (all skipped ids listed there); ground truth: {result.ground_truth_file}")
+    for label, ids in (("skipped", batch_map.skipped), ("cut", batch_map.cut), ("chunked", batch_map.chunked)):
+        if ids:
+            lost_s = sum(batch_map.seconds_lost(u) for u in ids)
+            shown = ", ".join(ids[:IDS_SHOWN]) + (", ..." if len(ids) > IDS_SHOWN else "")
+            print(
+                f"{label} {len(ids)} utterances longer than {batch_map.max_samples} samples "
+                f"({batch_map.seconds(ids):.1f} s): {lost_s:.1f} s of {batch_map.seconds(every):.1f} s of speech "
+                f"({lost_s / batch_map.seconds(every):.1%}) lost: {shown}"
+            )
+    print(f"batch map: {result.map_file} (every utterance listed there); ground truth: {result.ground_truth_file}")
 
 
 if __name__ == "__main__":

@@ -60,13 +60,18 @@ def stand_in_torch_aie(monkeypatch) -> StandInTorchAie:
 
 def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand_in_torch_aie, traced_path) -> None:
     backend = create_backend("aie", DeviceOptions(device_id=1))
-    backend.load(traced_path, (4, 16_000))
-    (compile_call,) = [call for call in stand_in_torch_aie.calls if call[0] == "compile"]
-    assert compile_call[1] == {
-        "inputs": [{"shape": (4, 16_000), "dtype": torch.float32}],
-        "precision_policy": "precision-FP16",
-        "soc_version": "Ascend310P3",
-    }
+    backend.load(traced_path)
+    for shape in ((4, 16_000), (4, 32_000), (4, 16_000)):  # one compile per distinct static shape
+        backend.prepare(shape)
+    compile_calls = [call[1] for call in stand_in_torch_aie.calls if call[0] == "compile"]
+    assert compile_calls == [
+        {
+            "inputs": [{"shape": shape, "dtype": torch.float32}],
+            "precision_policy": "precision-FP16",
+            "soc_version": "Ascend310P3",
+        }
+        for shape in ((4, 16_000), (4, 32_000))
+    ]
     assert ("set_device", 1) in stand_in_torch_aie.calls and ("Stream", "npu:1") in stand_in_torch_aie.calls
     logits = backend.forward(torch.zeros(4, 16_000))  # CPU tensor: the stand-in "compiled" module is TorchScript
     backend.synchronize()
@@ -75,18 +80,20 @@ def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand
 
 
 def test_aie_precision_policy_and_soc_are_options(stand_in_torch_aie, traced_path) -> None:
-    AieBackend(DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32")).load(traced_path, (1, 16_000))
+    backend = AieBackend(DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32"))
+    backend.load(traced_path)
+    backend.prepare((1, 16_000))
     (compile_call,) = [call for call in stand_in_torch_aie.calls if call[0] == "compile"]
     assert compile_call[1]["precision_policy"] == "precision-FP32"
     assert compile_call[1]["soc_version"] == "Ascend310P1"
     with pytest.raises(PipelineError, match=r"BF99 is not a torch_aie\.PrecisionPolicy"):
-        AieBackend(DeviceOptions(precision_policy="BF99")).load(traced_path, (1, 16_000))
+        AieBackend(DeviceOptions(precision_policy="BF99")).load(traced_path)
 
 
 def test_aie_without_torch_aie_says_so_and_names_the_other_backends(monkeypatch, traced_path) -> None:
     monkeypatch.setitem(sys.modules, "torch_aie", None)  # makes `import torch_aie` fail
     with pytest.raises(PipelineError, match=r"needs torch_aie.*--backend cuda, torchscript"):
-        create_backend("aie", DeviceOptions()).load(traced_path, (1, 16_000))
+        create_backend("aie", DeviceOptions()).load(traced_path)
 
 
 def test_auto_prefers_aie_then_cuda_then_torchscript(monkeypatch) -> None:
@@ -106,6 +113,6 @@ def test_unknown_backend_lists_the_choices() -> None:
 
 def test_torchscript_backend_runs_a_numpy_batch(traced_path) -> None:
     backend = TorchScriptBackend(DeviceOptions())
-    backend.load(traced_path, (2, 16_000))
+    backend.load(traced_path)
     logits = backend.to_host(backend.forward(backend.to_device(np.zeros((2, 16_000), dtype=np.float32))))
     assert logits.shape == (2, 49, 32) and logits.dtype == np.float32

@@ -38,6 +38,7 @@ def test_no_temp_file_is_left_beside_the_output(tmp_path) -> None:
 
 def test_manifest_round_trip_and_absence(tmp_path) -> None:
     assert read_manifest(tmp_path) is None
-    write_manifest(tmp_path, (2, 5), ["batch_0.bin"], batch_size=2)
+    write_manifest(tmp_path, {"batch_1.bin": [2, 5], "batch_0.bin": [2, 7]}, batch_size=2)
     manifest = read_manifest(tmp_path)
-    assert manifest is not None and manifest["shape"] == [2, 5] and manifest["batch_size"] == 2
+    assert manifest is not None and manifest["bins"] == {"batch_1.bin": [2, 5], "batch_0.bin": [2, 7]}
+    assert list(manifest["bins"]) == ["batch_1.bin", "batch_0.bin"] and manifest["batch_size"] == 2

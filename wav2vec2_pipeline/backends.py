@@ -38,8 +38,11 @@ class Backend(ABC):
         """Whether this machine can run the backend."""
 
     @abstractmethod
-    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
-        """Load (and where the backend compiles, compile) the module for `input_shape`."""
+    def load(self, torchscript_path: Path) -> None: ...
+
+    def prepare(self, input_shape: tuple[int, int]) -> None:
+        """Get ready for inputs of `input_shape`; TorchScript takes any shape, so nothing to do by default."""
+        return None
 
     @abstractmethod
     def to_device(self, batch: np.ndarray) -> torch.Tensor: ...
@@ -77,7 +80,7 @@ class TorchScriptBackend(Backend):
     def available(cls) -> bool:
         return True
 
-    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+    def load(self, torchscript_path: Path) -> None:
         self.module = load_torchscript(torchscript_path, self.device)
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
@@ -101,10 +104,10 @@ class CudaBackend(TorchScriptBackend):
     def available(cls) -> bool:
         return torch.cuda.is_available()
 
-    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
+    def load(self, torchscript_path: Path) -> None:
         if not self.available():
             raise PipelineError("--backend cuda: torch sees no CUDA GPU here; use --backend torchscript")
-        super().load(torchscript_path, input_shape)
+        super().load(torchscript_path)
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
@@ -123,7 +126,7 @@ def import_torch_aie() -> ModuleType:
 
 
 class AieBackend(Backend):
-    """Ascend NPU through torch_aie: a static-shape compile with a precision policy for one SoC."""
+    """Ascend NPU through torch_aie: one static-shape compile per input shape, for one SoC and precision."""
 
     name = "aie"
 
@@ -131,32 +134,36 @@ class AieBackend(Backend):
     def available(cls) -> bool:
         return importlib.util.find_spec("torch_aie") is not None
 
-    def load(self, torchscript_path: Path, input_shape: tuple[int, int]) -> None:
-        torch_aie = import_torch_aie()
+    def load(self, torchscript_path: Path) -> None:
+        self.torch_aie = import_torch_aie()
         try:
-            precision = getattr(torch_aie.PrecisionPolicy, self.options.precision_policy)
+            self.precision = getattr(self.torch_aie.PrecisionPolicy, self.options.precision_policy)
         except AttributeError as error:
             raise PipelineError(
                 f"--precision_policy {self.options.precision_policy} is not a torch_aie.PrecisionPolicy "
                 "(try FP16 or FP32)"
             ) from error
-        torch_aie.set_device(self.options.device_id)
+        self.torch_aie.set_device(self.options.device_id)
         self.device = f"npu:{self.options.device_id}"
-        self.module = torch_aie.compile(
-            load_torchscript(torchscript_path, "cpu"),
-            inputs=[torch_aie.Input(input_shape, dtype=torch.float32)],
-            precision_policy=precision,
-            soc_version=self.options.soc_version,
-        )
-        self.stream = torch_aie.npu.Stream(self.device)
-        self.torch_aie = torch_aie
+        self.stream = self.torch_aie.npu.Stream(self.device)
+        self.traced = load_torchscript(torchscript_path, "cpu")
+        self.compiled: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
+
+    def prepare(self, input_shape: tuple[int, int]) -> None:
+        if input_shape not in self.compiled:
+            self.compiled[input_shape] = self.torch_aie.compile(
+                self.traced,
+                inputs=[self.torch_aie.Input(input_shape, dtype=torch.float32)],
+                precision_policy=self.precision,
+                soc_version=self.options.soc_version,
+            )
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(self.device)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         with self.torch_aie.npu.stream(self.stream):
-            return self.module(batch)
+            return self.compiled[tuple(batch.shape)](batch)
 
     def synchronize(self) -> None:
         self.stream.synchronize()

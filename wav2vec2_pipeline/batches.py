@@ -3,15 +3,17 @@
 Both live in `--data_path` and are the contract between preprocess and postprocess.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from wav2vec2_pipeline.bins import bin_name
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_json, atomic_write_text, read_json
 from wav2vec2_pipeline.librispeech import parse_transcripts
 from wav2vec2_pipeline.model import SAMPLE_RATE
+from wav2vec2_pipeline.planning import Plan
 
-MAP_FORMAT = "wav2vec2-pipeline/batch-map/1"
+MAP_FORMAT = "wav2vec2-pipeline/batch-map/2"
 GROUND_TRUTH_FILE = "ground_truth_texts.txt"
 
 
@@ -19,26 +21,55 @@ GROUND_TRUTH_FILE = "ground_truth_texts.txt"
 class BatchMap:
     batch_size: int
     max_samples: int
+    """The window (the longest bucket with --bucket); longer utterances are handled by `long_audio`."""
+    long_audio: str
     bins: dict[str, list[str]]
-    """Bin file name -> utterance ids of its rows, in row order; pad rows are not listed."""
+    """Bin file name -> utterance id of each of its rows, in row order; pad rows are not listed.
+    With --long_audio chunk an id has one row per window, in window order."""
+    bin_samples: dict[str, int]
+    """Bin file name -> row length: the bin is batch_size x bin_samples float32."""
+    keep_frames: dict[str, list[list[int]]]
+    """Bin file name -> per row, the frames [a, b) of its logits that belong to the utterance."""
     num_samples: dict[str, int]
     """Every utterance's original length in samples, skipped ones included."""
     skipped: list[str]
-    """Utterances longer than max_samples, in no bin."""
+    cut: list[str]
+    chunked: list[str]
 
     @property
     def scored(self) -> list[str]:
-        return [utt_id for ids in self.bins.values() for utt_id in ids]
+        """Utterances with logits, each once, in the order of their first row."""
+        return list(dict.fromkeys(utt_id for ids in self.bins.values() for utt_id in ids))
 
     def seconds(self, utt_ids: list[str]) -> float:
         return sum(self.num_samples[utt_id] for utt_id in utt_ids) / SAMPLE_RATE
 
+    def seconds_lost(self, utt_id: str) -> float:
+        """Speech of the utterance that no row holds."""
+        if utt_id in self.skipped:
+            return self.num_samples[utt_id] / SAMPLE_RATE
+        if utt_id in self.cut:
+            return (self.num_samples[utt_id] - self.max_samples) / SAMPLE_RATE
+        return 0.0
 
-def plan_batches(utt_ids: list[str], batch_size: int) -> list[list[str]]:
-    """Consecutive groups of `batch_size`; the last may be shorter (its bin is padded with zero rows)."""
-    if batch_size < 1:
-        raise PipelineError(f"--batch_size must be at least 1, got {batch_size}")
-    return [utt_ids[start : start + batch_size] for start in range(0, len(utt_ids), batch_size)]
+
+def batch_map_from_plan(
+    plan: Plan, batch_size: int, max_samples: int, long_audio: str, num_samples: dict[str, int]
+) -> BatchMap:
+    names = [bin_name(index) for index in range(len(plan.bins))]
+    named = list(zip(names, plan.bins, strict=True))
+    return BatchMap(
+        batch_size=batch_size,
+        max_samples=max_samples,
+        long_audio=long_audio,
+        bins={name: [row.utt_id for row in b.rows] for name, b in named},
+        bin_samples={name: b.samples for name, b in named},
+        keep_frames={name: [list(row.keep) for row in b.rows] for name, b in named},
+        num_samples=num_samples,
+        skipped=plan.skipped,
+        cut=plan.cut,
+        chunked=plan.chunked,
+    )
 
 
 def map_path(data_path: Path, batch_size: int) -> Path:
@@ -51,12 +82,8 @@ def write_map(data_path: Path, batch_map: BatchMap) -> Path:
         path,
         {
             "format": MAP_FORMAT,
-            "batch_size": batch_map.batch_size,
-            "max_samples": batch_map.max_samples,
             "sample_rate": SAMPLE_RATE,
-            "bins": batch_map.bins,
-            "num_samples": batch_map.num_samples,
-            "skipped": batch_map.skipped,
+            **asdict(batch_map),
         },
     )
     return path
@@ -73,25 +100,23 @@ def read_map(data_path: Path, batch_size: int) -> BatchMap:
     if not isinstance(raw, dict) or raw.get("format") != MAP_FORMAT:
         raise PipelineError(f"{path} is not a batch map of format {MAP_FORMAT}; re-run wav2vec2_preprocess.py")
     try:
-        batch_map = BatchMap(
-            batch_size=int(raw["batch_size"]),
-            max_samples=int(raw["max_samples"]),
-            bins={name: list(ids) for name, ids in raw["bins"].items()},
-            num_samples={utt_id: int(n) for utt_id, n in raw["num_samples"].items()},
-            skipped=list(raw["skipped"]),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        batch_map = BatchMap(**{field.name: raw[field.name] for field in fields(BatchMap)})
+    except KeyError as error:
         raise PipelineError(f"{path} lacks or mangles field {error}; re-run wav2vec2_preprocess.py") from error
     listed = batch_map.scored + batch_map.skipped
     problems = []
     if batch_map.batch_size != batch_size:
         problems.append(f"it says batch_size {batch_map.batch_size}")
     if any(len(ids) > batch_size for ids in batch_map.bins.values()):
-        problems.append(f"a bin lists more than {batch_size} utterances")
+        problems.append(f"a bin lists more than {batch_size} rows")
     if len(set(listed)) != len(listed):
-        problems.append("an utterance is listed twice")
+        problems.append("an utterance is both skipped and in a bin")
     if set(listed) != set(batch_map.num_samples):
         problems.append("its utterances and their lengths do not match")
+    if any(len(batch_map.keep_frames.get(name, ())) != len(ids) for name, ids in batch_map.bins.items()):
+        problems.append("keep_frames does not give one frame range per row")
+    if set(batch_map.bin_samples) != set(batch_map.bins):
+        problems.append("bin_samples does not give every bin's row length")
     if problems:
         raise PipelineError(f"{path} is inconsistent ({'; '.join(problems)}); re-run wav2vec2_preprocess.py")
     return batch_map

@@ -59,14 +59,14 @@ def read_bin(path: Path, shape: tuple[int, ...], hint: str) -> np.ndarray:
 
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "wav2vec2-pipeline/bin-dir/1"
+MANIFEST_FORMAT = "wav2vec2-pipeline/bin-dir/2"
 
 
-def write_manifest(directory: Path, shape: tuple[int, ...], bins: list[str], **facts: object) -> None:
-    """Record what a dir of bins holds; written last, so its presence means the stage finished."""
+def write_manifest(directory: Path, shapes: dict[str, list[int]], **facts: object) -> None:
+    """Record what a dir of bins holds (bin name -> shape, in order); written last, so its presence
+    means the stage finished."""
     atomic_write_json(
-        directory / MANIFEST_FILE,
-        {"format": MANIFEST_FORMAT, "shape": list(shape), "dtype": "float32", "bins": bins, **facts},
+        directory / MANIFEST_FILE, {"format": MANIFEST_FORMAT, "dtype": "float32", "bins": shapes, **facts}
     )
 
 

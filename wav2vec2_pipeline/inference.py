@@ -24,10 +24,16 @@ from wav2vec2_pipeline.errors import PipelineError
 
 @dataclass(frozen=True)
 class InputBins:
-    paths: list[Path]
-    shape: tuple[int, int]
+    shapes: dict[Path, tuple[int, int]]
+    """Each bin, in order, with its shape: batch_size x row length (several lengths with --bucket)."""
     rows_used: int | None
     """Real (not padding) rows over all bins, where the input manifest says."""
+    speech_samples: int | None
+    """Speech the rows hold (each sample once), where the input manifest says."""
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.shapes.values()))[0]
 
 
 @dataclass(frozen=True)
@@ -61,25 +67,22 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
     """The bins to run, each checked for size before anything runs, so a bad one stops the stage early."""
     manifest = read_manifest(input_dir)
     if manifest is not None:
-        made_with, max_samples = manifest["shape"]
+        shapes = {input_dir / name: (int(shape[0]), int(shape[1])) for name, shape in manifest["bins"].items()}
+        made_with = manifest["batch_size"]
         if made_with != batch_size:
             raise PipelineError(
                 f"bins in {input_dir} were written with --batch_size {made_with}; you passed {batch_size}. "
                 f"Pass --batch_size {made_with} or preprocess again with --batch_size {batch_size}."
             )
-        paths = [input_dir / name for name in manifest["bins"]]
-        rows_used = manifest.get("rows_used")
+        facts = (manifest.get("rows_used"), manifest.get("speech_samples"))
     else:
-        paths, rows_used = list_bins(input_dir), None
-    if not paths:
+        shapes, facts = {path: (batch_size, max_samples) for path in list_bins(input_dir)}, (None, None)
+    if not shapes:
         raise PipelineError(f"no batch_<i>.bin files in {input_dir}: run wav2vec2_preprocess.py first")
-    shape = (batch_size, max_samples)
-    hint = (
-        f"Was it written with --batch_size {batch_size} and --max_samples {max_samples}? Re-run wav2vec2_preprocess.py."
-    )
-    for path in paths:
+    for path, shape in shapes.items():
+        hint = f"Was it written with --batch_size {batch_size} and rows of {shape[1]} samples? Re-run preprocess."
         check_bin_size(path, shape, hint)
-    return InputBins(paths, shape, rows_used)
+    return InputBins(shapes, *facts)
 
 
 def file_sha256(path: Path) -> str:
@@ -92,23 +95,23 @@ def file_sha256(path: Path) -> str:
 
 def run_bins(backend: Backend, inputs: InputBins, output_dir: Path, facts: dict[str, object]) -> StageTiming:
     """Every input bin -> an output bin of the same name; the manifest is written once all are."""
+    for shape in dict.fromkeys(inputs.shapes.values()):
+        backend.prepare(shape)
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_manifest(output_dir)
-    output_shape: tuple[int, ...] = ()
+    output_shapes: dict[str, list[int]] = {}
     start = time.perf_counter()
-    for path in tqdm(inputs.paths, desc=f"{backend.name} bs{inputs.shape[0]}", disable=None):
-        batch = read_bin(path, inputs.shape, "")
-        logits = backend.to_host(backend.forward(backend.to_device(batch)))
-        if logits.ndim != 3 or logits.shape[0] != inputs.shape[0]:
+    for path, shape in tqdm(inputs.shapes.items(), desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
+        logits = backend.to_host(backend.forward(backend.to_device(read_bin(path, shape, ""))))
+        if logits.ndim != 3 or logits.shape[0] != shape[0]:
             raise PipelineError(
                 f"the model returned logits of shape {logits.shape} for {path.name}; expected N x frames x vocab"
             )
-        output_shape = logits.shape
+        output_shapes[path.name] = list(logits.shape)
         write_bin(output_dir / path.name, logits)
     wall_s = time.perf_counter() - start
-    names = [path.name for path in inputs.paths]
-    write_manifest(output_dir, output_shape, names, batch_size=inputs.shape[0], backend=backend.name, **facts)
-    return StageTiming(len(names), len(names) * inputs.shape[0], wall_s)
+    write_manifest(output_dir, output_shapes, batch_size=inputs.batch_size, backend=backend.name, **facts)
+    return StageTiming(len(output_shapes), len(output_shapes) * inputs.batch_size, wall_s)
 
 
 def measure_throughput(backend: Backend, batch: np.ndarray, warmup_runs: int, timed_runs: int) -> ModelThroughput:

@@ -1,5 +1,6 @@
 """Stage 1: a LibriSpeech split -> static-shape float32 bins, the batch map and the ground truth."""
 
+import functools
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -7,13 +8,29 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-from transformers import Wav2Vec2FeatureExtractor
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from wav2vec2_pipeline.audio import audio_num_samples, fit_length, normalize, read_audio
-from wav2vec2_pipeline.batches import BatchMap, map_path, plan_batches, write_ground_truth, write_map
-from wav2vec2_pipeline.bins import bin_name, list_bins, remove_manifest, write_bin, write_manifest
-from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.librispeech import Utterance, find_utterances
+from wav2vec2_pipeline.batches import BatchMap, batch_map_from_plan, map_path, write_ground_truth, write_map
+from wav2vec2_pipeline.bins import list_bins, remove_manifest, write_bin, write_manifest
+from wav2vec2_pipeline.librispeech import find_utterances
+from wav2vec2_pipeline.model import num_frames
+from wav2vec2_pipeline.planning import Bin, plan_bins, plan_cost
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How utterances become rows: the window length(s), what happens past the longest, chunk context."""
+
+    windows: tuple[int, ...]
+    long_audio: str
+    stride_frames: int | None = None
+    """Context frames dropped on each side of a chunk window; None: a sixth of the window, as HF does."""
+
+    def stride_for(self, config: Wav2Vec2Config) -> int:
+        if self.stride_frames is not None:
+            return self.stride_frames
+        return num_frames(max(self.windows), config) // 6
 
 
 @dataclass(frozen=True)
@@ -23,13 +40,11 @@ class PreprocessResult:
     ground_truth_file: Path
 
 
-def make_batch(
-    utterances: list[Utterance], batch_size: int, max_samples: int, feature_extractor: Wav2Vec2FeatureExtractor
-) -> np.ndarray:
-    """One bin's rows: each utterance normalised on its own, then zero-padded; missing rows stay zero."""
-    rows = np.zeros((batch_size, max_samples), dtype=np.float32)
-    for row, utterance in enumerate(utterances):
-        rows[row] = fit_length(normalize(read_audio(utterance.audio_path), feature_extractor), max_samples)
+def make_batch(bin_: Bin, batch_size: int, normalized_audio) -> np.ndarray:
+    """One bin's rows, each a window of its utterance's normalised audio, zero-padded; missing rows stay zero."""
+    rows = np.zeros((batch_size, bin_.samples), dtype=np.float32)
+    for index, row in enumerate(bin_.rows):
+        rows[index] = fit_length(normalized_audio(row.utt_id)[row.start :], bin_.samples)
     return rows
 
 
@@ -38,39 +53,44 @@ def preprocess(
     batch_size: int,
     output_dir: Path,
     data_path: Path,
-    max_samples: int,
+    layout: Layout,
     feature_extractor: Wav2Vec2FeatureExtractor,
+    config: Wav2Vec2Config,
 ) -> PreprocessResult:
     """Write all bins or none: they are built in a hidden staging dir and moved in at the end."""
-    if max_samples < 1:
-        raise PipelineError(f"--max_samples must be positive, got {max_samples}")
     utterances = find_utterances(input_dir)
-    num_samples = {
-        u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio", disable=None)
-    }
-    kept = [u for u in utterances if num_samples[u.utt_id] <= max_samples]
-    skipped = [u.utt_id for u in utterances if num_samples[u.utt_id] > max_samples]
-    groups = plan_batches([u.utt_id for u in kept], batch_size)
-    by_id = {u.utt_id: u for u in kept}
+    by_id = {u.utt_id: u for u in utterances}
+    lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio", disable=None)}
+    plan = plan_bins(lengths, batch_size, layout.windows, layout.long_audio, layout.stride_for(config), config)
 
+    @functools.lru_cache(maxsize=2)  # an utterance's windows are consecutive rows
+    def normalized_audio(utt_id: str) -> np.ndarray:
+        """The whole utterance normalised once, so every window of it shares one scale."""
+        return normalize(read_audio(by_id[utt_id].audio_path), feature_extractor)
+
+    batch_map = batch_map_from_plan(plan, batch_size, max(layout.windows), layout.long_audio, lengths)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".preprocess-staging-", dir=output_dir))
     try:
-        for index, group in enumerate(tqdm(groups, desc=f"writing bs{batch_size} bins", disable=None)):
-            batch = make_batch([by_id[utt_id] for utt_id in group], batch_size, max_samples, feature_extractor)
-            write_bin(staging / bin_name(index), batch)
+        for name, bin_ in tqdm(list(zip(batch_map.bins, plan.bins, strict=True)), desc="writing bins", disable=None):
+            write_bin(staging / name, make_batch(bin_, batch_size, normalized_audio))
         # From here the old run's bins are replaced: its map and manifest go first, the new ones come last.
         remove_manifest(output_dir)
         map_path(data_path, batch_size).unlink(missing_ok=True)
         for stale in list_bins(output_dir):
             stale.unlink()
-        for index in range(len(groups)):
-            (staging / bin_name(index)).replace(output_dir / bin_name(index))
+        for name in batch_map.bins:
+            (staging / name).replace(output_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    bins = {bin_name(index): group for index, group in enumerate(groups)}
-    write_manifest(output_dir, (batch_size, max_samples), list(bins), batch_size=batch_size, rows_used=len(kept))
+    cost = plan_cost(plan, lengths, batch_size)
+    write_manifest(
+        output_dir,
+        {name: [batch_size, samples] for name, samples in batch_map.bin_samples.items()},
+        batch_size=batch_size,
+        rows_used=sum(len(ids) for ids in batch_map.bins.values()),
+        speech_samples=cost.speech_samples - cost.lost_samples,
+    )
     ground_truth_file = write_ground_truth(data_path, {u.utt_id: u.transcript for u in utterances})
-    batch_map = BatchMap(batch_size, max_samples, bins, num_samples, skipped)
     return PreprocessResult(batch_map, write_map(data_path, batch_map), ground_truth_file)

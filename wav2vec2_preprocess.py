@@ -39,7 +39,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--bucket_samples", type=sample_list, default=DEFAULT_BUCKET_SAMPLES,
-        help="with --bucket: comma-separated row lengths (default: %(default)s, i.e. 4, 8, 16, 35 s)",
+        help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
     )  # fmt: skip
     parser.add_argument(
         "--pytorch_model_dir", type=Path,

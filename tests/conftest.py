@@ -1,5 +1,6 @@
 """Fixtures: a tiny model saved like base-960h's files, a tiny LibriSpeech tree, and a script runner."""
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -85,3 +86,30 @@ def run_script(script: str, *args: object, cwd: Path = REPO_ROOT, check: bool = 
     if check and result.returncode != 0:
         pytest.fail(f"{script} exited {result.returncode}:\n{result.stderr}")
     return result
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    batch_size: int
+    input_dir: Path
+    output_dir: Path
+    data_path: Path
+    report: dict
+    stdout: str
+
+
+def run_pipeline(
+    work: Path, dataset_dir: Path, batch_size: int, traced: Path, model_dir: Path, *layout: object
+) -> PipelineRun:
+    """Preprocess (with `layout` options), compile on the CPU and postprocess, as a user types them."""
+    input_dir, output_dir, data_path = work / "bin_in", work / "bin_out", work / "data"
+    outputs = [
+        run_script("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", batch_size, "--output", input_dir,
+                   "--data_path", data_path, "--pytorch_model_dir", model_dir, *layout),
+        run_script("compile.py", "--batch_size", batch_size, "--input_path", input_dir, "--output_path", output_dir,
+                   "--torchscript_path", traced, "--backend", "torchscript", "--warmup_runs", 1, "--timed_runs", 2),
+        run_script("wav2vec2_postprocess.py", "--input", output_dir, "--batch_size", batch_size,
+                   "--data_path", data_path, "--pytorch_model_dir", model_dir),
+    ]  # fmt: skip
+    report = json.loads((data_path / f"report_bs{batch_size}.json").read_text())
+    return PipelineRun(batch_size, input_dir, output_dir, data_path, report, "".join(o.stdout for o in outputs))

@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, SHARED_DATA
+from wav2vec2_pipeline.batches import read_map
+from wav2vec2_pipeline.model import num_frames
 
 MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech"
 SCRIPTS = ("wav2vec2_preprocess.py", "wav2vec2_pth2ts.py", "compile.py", "wav2vec2_postprocess.py")
@@ -22,7 +24,7 @@ def readme_full_run() -> str:
 
 
 @pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
-def test_readme_full_run_accounts_for_every_real_utterance(tmp_path, tiny_model_dir) -> None:
+def test_readme_full_run_transcribes_every_second_of_the_real_subset(tmp_path, tiny_model_dir) -> None:
     """A user's checkout: the scripts, ./LibriSpeech and ./wav2vec2_pytorch_model side by side."""
     for name in (*SCRIPTS, "wav2vec2_pipeline"):
         (tmp_path / name).symlink_to(REPO_ROOT / name)
@@ -47,7 +49,11 @@ def test_readme_full_run_accounts_for_every_real_utterance(tmp_path, tiny_model_
     entries = {u["utt_id"]: u for u in report["utterances"]}
     assert len(report["utterances"]) == len(entries) == 7
     assert {utt_id: u["reference"] for utt_id, u in entries.items()} == expected
-    skipped = {utt_id for utt_id, u in entries.items() if u["status"] == "skipped"}
-    assert skipped == {"1089-134686-0002", "1221-135766-0001", "1995-1837-0001"}  # the three over 6.25 s
-    assert report["summary"]["seconds_scored"] + report["summary"]["seconds_skipped"] == pytest.approx(44.195)
-    assert "skipped 3 utterances" in result.stdout and "accuracy (1 - CER)" in result.stdout
+    assert {u["status"] for u in entries.values()} == {"scored"}
+    chunked = {utt_id for utt_id, u in entries.items() if u["long_audio"] == "chunked"}
+    assert chunked == {"1089-134686-0002", "1221-135766-0001", "1995-1837-0001"}  # the three over 6.25 s
+    assert report["summary"]["seconds_scored"] == pytest.approx(44.195) and report["summary"]["seconds_lost"] == 0
+    batch_map = read_map(tmp_path / "data", 8)
+    kept_frames = sum(end - start for rows in batch_map.keep_frames.values() for start, end in rows)
+    assert kept_frames == sum(num_frames(n) for n in batch_map.num_samples.values())  # every frame, once
+    assert "chunked 3 utterances" in result.stdout and "accuracy (1 - CER)" in result.stdout

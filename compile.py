@@ -1,13 +1,29 @@
 """Compile traced.pth for a backend, run every input bin, write logits bins, print throughput."""
 
 import argparse
+import resource
 from pathlib import Path
 
 from wav2vec2_pipeline.backends import AUTO, BACKENDS, DeviceOptions, create_backend
-from wav2vec2_pipeline.bins import read_bin
+from wav2vec2_pipeline.bins import read_bin, read_manifest, update_manifest
 from wav2vec2_pipeline.errors import run_cli
-from wav2vec2_pipeline.inference import file_sha256, find_input_bins, measure_throughput, run_bins
+from wav2vec2_pipeline.inference import completed, find_input_bins, measure_throughput, run_bins
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
+from wav2vec2_pipeline.provenance import digest, file_sha256, stamp
+
+
+def print_metrics(metrics: dict) -> None:
+    print(
+        f"stage: {metrics['rows_run']} rows in {metrics['stage_wall_s']:.2f} s wall (bin reads and writes "
+        f"included): {metrics['stage_samples_per_s']:.2f} samples/s"
+        + (f", {metrics['audio_s_per_s']:.2f} audio seconds per wall second" if metrics["audio_s_per_s"] else "")
+    )
+    print(
+        f"model throughput ({metrics['backend']}, {' x '.join(map(str, metrics['throughput_shape']))}, "
+        f"{metrics['warmup_runs']} warm-up + {metrics['timed_runs']} timed runs, batch resident on the device): "
+        f"{metrics['samples_per_s']:.2f} samples/s, median {metrics['median_run_ms']:.1f} ms per batch; "
+        f"peak RSS {metrics['peak_rss_mib']:.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -28,33 +44,58 @@ def main() -> None:
     parser.add_argument("--device_id", type=int, default=0, help="NPU or GPU index")
     parser.add_argument("--soc_version", default="Ascend310P3", help="aie only")
     parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
+    parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
     args = parser.parse_args()
 
     inputs = find_input_bins(args.input_path, args.batch_size, args.max_samples)
-    backend = create_backend(args.backend, DeviceOptions(args.device_id, args.soc_version, args.precision_policy))
+    options = DeviceOptions(args.device_id, args.soc_version, args.precision_policy)
+    backend = create_backend(args.backend, options)
+    input_manifest = read_manifest(args.input_path) or {}
+    model_sha = file_sha256(args.torchscript_path) if args.torchscript_path.is_file() else None
+    identity = {
+        "torchscript_sha256": model_sha,
+        "inputs": input_manifest.get("preprocess_id") or stamp(list(inputs.shapes)),
+        "backend": backend.name,
+        "options": [options.soc_version, options.precision_policy] if backend.name == "aie" else None,
+    }
+    run_key = digest(identity)
+    previous = None if args.overwrite else completed(args.output_path, run_key)
+    if previous is not None and "samples_per_s" in previous:
+        print(
+            f"{args.output_path} is up to date (same model, input bins and backend): nothing to run "
+            "(--overwrite redoes it)"
+        )
+        print_metrics(previous)
+        return
+
     shapes = ", ".join(f"{n} x {samples}" for n, samples in dict.fromkeys(inputs.shapes.values()))
     print(f"backend {backend.name}: {args.torchscript_path} for input {shapes} float32")
     backend.load(args.torchscript_path)
-
-    facts = {"torchscript_sha256": file_sha256(args.torchscript_path)}
-    stage = run_bins(backend, inputs, args.output_path, facts)
-    real = "" if inputs.rows_used is None else f", {inputs.rows_used} of them holding speech"
-    print(
-        f"stage: {stage.bins} bins, {stage.rows} rows{real}, in {stage.wall_s:.2f} s wall "
-        f"(bin reads and writes included): {stage.rows_per_s:.2f} samples/s -> {args.output_path}"
-    )
-    if inputs.speech_samples is not None:
-        speech_s = inputs.speech_samples / SAMPLE_RATE
-        print(f"stage: {speech_s:.1f} s of speech, {speech_s / stage.wall_s:.2f} audio seconds per wall second")
-
+    facts = {"torchscript_sha256": model_sha, "preprocess_id": input_manifest.get("preprocess_id")}
+    stage = run_bins(backend, inputs, args.output_path, run_key, facts)
     first_path, first_shape = next(iter(inputs.shapes.items()))
     throughput = measure_throughput(backend, read_bin(first_path, first_shape, ""), args.warmup_runs, args.timed_runs)
-    print(
-        f"model throughput ({backend.name}, {first_shape[0]} x {first_shape[1]}, "
-        f"{args.warmup_runs} warm-up + {throughput.runs} timed runs, batch resident on the device): "
-        f"{throughput.samples_per_s:.2f} samples/s, "
-        f"median {throughput.median_run_s * 1000:.1f} ms per batch"
-    )
+    all_rows = len(inputs.shapes) * inputs.batch_size
+    metrics = {
+        "backend": backend.name,
+        "rows_run": stage.rows,
+        "stage_wall_s": stage.wall_s,
+        "stage_samples_per_s": stage.rows / stage.wall_s if stage.rows else 0.0,
+        "audio_s_per_s": (  # only where this run did all the work
+            inputs.speech_samples / SAMPLE_RATE / stage.wall_s
+            if inputs.speech_samples and stage.rows == all_rows
+            else None
+        ),
+        "throughput_shape": list(first_shape),
+        "warmup_runs": args.warmup_runs,
+        "timed_runs": throughput.runs,
+        "samples_per_s": throughput.samples_per_s,
+        "median_run_ms": throughput.median_run_s * 1000,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    update_manifest(args.output_path, **metrics)
+    print(f"{stage.bins} logits bins -> {args.output_path}")
+    print_metrics(metrics)
 
 
 if __name__ == "__main__":

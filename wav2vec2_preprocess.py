@@ -41,6 +41,7 @@ def main() -> None:
         "--bucket_samples", type=sample_list, default=DEFAULT_BUCKET_SAMPLES,
         help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
     )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="rewrite the outputs even where they are up to date")
     parser.add_argument(
         "--pytorch_model_dir", type=Path,
         help="take the feature-extractor settings and conv strides from this model dir (default: base-960h's)",
@@ -50,8 +51,12 @@ def main() -> None:
     layout = Layout(args.bucket_samples if args.bucket else (args.max_samples,), args.long_audio, args.stride_frames)
     result = preprocess(
         args.input, args.batch_size, args.output, args.data_path, layout,
-        load_feature_extractor(args.pytorch_model_dir), load_config(args.pytorch_model_dir),
+        load_feature_extractor(args.pytorch_model_dir), load_config(args.pytorch_model_dir), args.overwrite,
     )  # fmt: skip
+    if result is None:
+        print(f"{args.output} and its batch map are up to date (same audio, transcripts and settings): nothing to do "
+              "(--overwrite rewrites them)")  # fmt: skip
+        return
     batch_map = result.batch_map
     every = list(batch_map.num_samples)
     rows = sum(len(ids) for ids in batch_map.bins.values())

@@ -35,6 +35,8 @@ class BatchMap:
     skipped: list[str]
     cut: list[str]
     chunked: list[str]
+    preprocess_id: str
+    """Hash of the inputs and settings that produced the bins; carried into both bin manifests."""
 
     @property
     def scored(self) -> list[str]:
@@ -54,7 +56,7 @@ class BatchMap:
 
 
 def batch_map_from_plan(
-    plan: Plan, batch_size: int, max_samples: int, long_audio: str, num_samples: dict[str, int]
+    plan: Plan, batch_size: int, max_samples: int, long_audio: str, num_samples: dict[str, int], preprocess_id: str
 ) -> BatchMap:
     names = [bin_name(index) for index in range(len(plan.bins))]
     named = list(zip(names, plan.bins, strict=True))
@@ -69,6 +71,7 @@ def batch_map_from_plan(
         skipped=plan.skipped,
         cut=plan.cut,
         chunked=plan.chunked,
+        preprocess_id=preprocess_id,
     )
 
 

@@ -84,3 +84,11 @@ def read_manifest(directory: Path) -> dict | None:
 def remove_manifest(directory: Path) -> None:
     """Mark a dir as being rewritten, so an interrupted stage leaves no manifest behind."""
     (directory / MANIFEST_FILE).unlink(missing_ok=True)
+
+
+def update_manifest(directory: Path, **facts: object) -> None:
+    """Add facts (e.g. timings measured after the bins were written) to a finished dir's manifest."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise PipelineError(f"{directory / MANIFEST_FILE} is missing; the stage did not finish")
+    atomic_write_json(directory / MANIFEST_FILE, manifest | facts)

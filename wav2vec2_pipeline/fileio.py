@@ -12,6 +12,14 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def make_dir(path: Path) -> None:
+    """mkdir -p, failing with a readable message (read-only disk, a file in the way, ...)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot create {path}: {error.strerror or error}. Choose another output dir.") from error
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, then rename it into place."""
     tmp_name = None

@@ -1,6 +1,6 @@
 """Stage 3: run every input bin through a backend, write logits bins, and time it two ways."""
 
-import hashlib
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from wav2vec2_pipeline.backends import Backend
 from wav2vec2_pipeline.bins import (
+    DTYPE,
     check_bin_size,
     list_bins,
     read_bin,
@@ -20,6 +21,9 @@ from wav2vec2_pipeline.bins import (
     write_manifest,
 )
 from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.fileio import atomic_write_json, make_dir, read_json
+
+PROGRESS_FILE = ".progress.json"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class InputBins:
 class StageTiming:
     bins: int
     rows: int
+    """Rows run by this invocation (bins finished by an earlier, interrupted one are not run again)."""
     wall_s: float
 
     @property
@@ -85,33 +90,56 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
     return InputBins(shapes, *facts)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def completed(output_dir: Path, run_key: str) -> dict | None:
+    """The output manifest, if a finished run with the same model, inputs and backend wrote it and every
+    bin it lists is whole."""
+    manifest = read_manifest(output_dir)
+    if manifest is None or manifest.get("run_key") != run_key:
+        return None
+    whole = all(
+        (output_dir / name).is_file() and (output_dir / name).stat().st_size == math.prod(shape) * DTYPE.itemsize
+        for name, shape in manifest["bins"].items()
+    )
+    return manifest if whole else None
 
 
-def run_bins(backend: Backend, inputs: InputBins, output_dir: Path, facts: dict[str, object]) -> StageTiming:
-    """Every input bin -> an output bin of the same name; the manifest is written once all are."""
+def run_bins(
+    backend: Backend, inputs: InputBins, output_dir: Path, run_key: str, facts: dict[str, object]
+) -> StageTiming:
+    """Every input bin -> an output bin of the same name; the manifest is written once all are.
+
+    A progress file records each finished bin with `run_key`, so a run that was stopped part-way resumes
+    with the bins it had not finished, while bins left by another model, input or backend are redone."""
     for shape in dict.fromkeys(inputs.shapes.values()):
         backend.prepare(shape)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(output_dir)
     remove_manifest(output_dir)
+    progress_path = output_dir / PROGRESS_FILE
+    progress = read_json(progress_path, "progress", "compile.py") if progress_path.is_file() else {}
+    done: dict[str, list[int]] = progress.get("done", {}) if progress.get("run_key") == run_key else {}
     output_shapes: dict[str, list[int]] = {}
+    rows_run = 0
     start = time.perf_counter()
     for path, shape in tqdm(inputs.shapes.items(), desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
+        out = output_dir / path.name
+        if path.name in done and out.is_file() and out.stat().st_size == math.prod(done[path.name]) * DTYPE.itemsize:
+            output_shapes[path.name] = done[path.name]
+            continue
         logits = backend.to_host(backend.forward(backend.to_device(read_bin(path, shape, ""))))
         if logits.ndim != 3 or logits.shape[0] != shape[0]:
             raise PipelineError(
                 f"the model returned logits of shape {logits.shape} for {path.name}; expected N x frames x vocab"
             )
+        write_bin(out, logits)
         output_shapes[path.name] = list(logits.shape)
-        write_bin(output_dir / path.name, logits)
+        rows_run += shape[0]
+        atomic_write_json(progress_path, {"run_key": run_key, "done": output_shapes})
     wall_s = time.perf_counter() - start
-    write_manifest(output_dir, output_shapes, batch_size=inputs.batch_size, backend=backend.name, **facts)
-    return StageTiming(len(output_shapes), len(output_shapes) * inputs.batch_size, wall_s)
+    write_manifest(
+        output_dir, output_shapes, batch_size=inputs.batch_size, run_key=run_key, backend=backend.name, **facts
+    )
+    progress_path.unlink(missing_ok=True)
+    return StageTiming(len(output_shapes), rows_run, wall_s)
 
 
 def measure_throughput(backend: Backend, batch: np.ndarray, warmup_runs: int, timed_runs: int) -> ModelThroughput:

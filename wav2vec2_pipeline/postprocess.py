@@ -35,6 +35,12 @@ def stitch_logits(
     """Each utterance's logits (frames x vocab): the kept frames of its rows, in row order.
     Pad rows, chunk context and frames over padding are dropped here."""
     manifest = read_manifest(output_dir)
+    if manifest is not None and manifest.get("preprocess_id") not in (None, batch_map.preprocess_id):
+        raise PipelineError(
+            f"the logits in {output_dir} were computed from other input bins than the ones the batch map "
+            f"{batch_map.batch_size} describes (preprocess was re-run since, or another dataset or model was used): "
+            "re-run compile.py on the current input bins"
+        )
     pieces: dict[str, list[np.ndarray]] = {}
     for name, utt_ids in tqdm(batch_map.bins.items(), desc="reading logits", disable=None):
         shape = (batch_map.batch_size, num_frames(batch_map.bin_samples[name], config), vocab_size)

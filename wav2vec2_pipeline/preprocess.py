@@ -11,11 +11,15 @@ from tqdm import tqdm
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from wav2vec2_pipeline.audio import audio_num_samples, fit_length, normalize, read_audio
-from wav2vec2_pipeline.batches import BatchMap, batch_map_from_plan, map_path, write_ground_truth, write_map
-from wav2vec2_pipeline.bins import list_bins, remove_manifest, write_bin, write_manifest
-from wav2vec2_pipeline.librispeech import find_utterances
+from wav2vec2_pipeline.batches import BatchMap, batch_map_from_plan, map_path, read_map, write_ground_truth, write_map
+from wav2vec2_pipeline.bins import DTYPE, list_bins, read_manifest, remove_manifest, write_bin, write_manifest
+from wav2vec2_pipeline.fileio import make_dir
+from wav2vec2_pipeline.librispeech import AUDIO_SUFFIX, TRANSCRIPT_SUFFIX, find_utterances
 from wav2vec2_pipeline.model import num_frames
 from wav2vec2_pipeline.planning import Bin, plan_bins, plan_cost
+from wav2vec2_pipeline.provenance import digest, stamp
+
+STAGING_PREFIX = ".preprocess-staging-"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,41 @@ def make_batch(bin_: Bin, batch_size: int, normalized_audio) -> np.ndarray:
     return rows
 
 
+def preprocess_id(
+    input_dir: Path,
+    batch_size: int,
+    layout: Layout,
+    feature_extractor: Wav2Vec2FeatureExtractor,
+    config: Wav2Vec2Config,
+) -> str:
+    """Changes with any input file (added, removed, replaced) and any setting that shapes the bins."""
+    files = [p for p in input_dir.rglob("*") if p.name.endswith((AUDIO_SUFFIX, TRANSCRIPT_SUFFIX))]
+    return digest(
+        {
+            "files": stamp(files),
+            "batch_size": batch_size,
+            "windows": layout.windows,
+            "long_audio": layout.long_audio,
+            "stride_frames": layout.stride_for(config),
+            "feature_extractor": feature_extractor.to_dict(),
+            "conv": [config.conv_kernel, config.conv_stride],
+        }
+    )
+
+
+def up_to_date(output_dir: Path, data_path: Path, batch_size: int, run_id: str) -> BatchMap | None:
+    """The previous run's map, if it came from the same inputs and settings and all its bins are whole."""
+    manifest = read_manifest(output_dir)
+    if manifest is None or manifest.get("preprocess_id") != run_id or not map_path(data_path, batch_size).is_file():
+        return None
+    batch_map = read_map(data_path, batch_size)
+    whole = all(
+        (output_dir / name).is_file() and (output_dir / name).stat().st_size == batch_size * samples * DTYPE.itemsize
+        for name, samples in batch_map.bin_samples.items()
+    )
+    return batch_map if whole and batch_map.preprocess_id == run_id else None
+
+
 def preprocess(
     input_dir: Path,
     batch_size: int,
@@ -56,9 +95,14 @@ def preprocess(
     layout: Layout,
     feature_extractor: Wav2Vec2FeatureExtractor,
     config: Wav2Vec2Config,
-) -> PreprocessResult:
-    """Write all bins or none: they are built in a hidden staging dir and moved in at the end."""
+    overwrite: bool = False,
+) -> PreprocessResult | None:
+    """Write all bins or none: they are built in a hidden staging dir and moved in at the end. Returns
+    None, writing nothing, where the outputs are already complete for the same inputs and settings."""
     utterances = find_utterances(input_dir)
+    run_id = preprocess_id(input_dir, batch_size, layout, feature_extractor, config)
+    if not overwrite and up_to_date(output_dir, data_path, batch_size, run_id) is not None:
+        return None
     by_id = {u.utt_id: u for u in utterances}
     lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio", disable=None)}
     plan = plan_bins(lengths, batch_size, layout.windows, layout.long_audio, layout.stride_for(config), config)
@@ -68,9 +112,11 @@ def preprocess(
         """The whole utterance normalised once, so every window of it shares one scale."""
         return normalize(read_audio(by_id[utt_id].audio_path), feature_extractor)
 
-    batch_map = batch_map_from_plan(plan, batch_size, max(layout.windows), layout.long_audio, lengths)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".preprocess-staging-", dir=output_dir))
+    batch_map = batch_map_from_plan(plan, batch_size, max(layout.windows), layout.long_audio, lengths, run_id)
+    make_dir(output_dir)
+    for stale in output_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         for name, bin_ in tqdm(list(zip(batch_map.bins, plan.bins, strict=True)), desc="writing bins", disable=None):
             write_bin(staging / name, make_batch(bin_, batch_size, normalized_audio))
@@ -91,6 +137,7 @@ def preprocess(
         batch_size=batch_size,
         rows_used=sum(len(ids) for ids in batch_map.bins.values()),
         speech_samples=cost.speech_samples - cost.lost_samples,
+        preprocess_id=run_id,
     )
     ground_truth_file = write_ground_truth(data_path, {u.utt_id: u.transcript for u in utterances})
     return PreprocessResult(batch_map, write_map(data_path, batch_map), ground_truth_file)

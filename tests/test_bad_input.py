@@ -105,3 +105,12 @@ def test_corrupt_audio_mid_run_leaves_the_previous_output_untouched(tmp_path) ->
     assert "cannot decode" in message and "1-2-0001.flac" in message
     assert {p: p.read_bytes() for p in [*(tmp_path / "bins").iterdir(), *(tmp_path / "data").iterdir()]} == before
     assert not list((tmp_path / "bins").glob(".*"))  # no staging dir or temp file left
+
+
+def test_stereo_audio_is_named_and_nothing_is_written(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800})
+    write_flac(tmp_path / "in" / "1" / "2" / "1-2-0000.flac", 800, seed=3, channels=2)
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "1-2-0000.flac has 2 channels" in message
+    assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []

@@ -1,0 +1,63 @@
+"""sweep.sh as a user runs it: summary.md and throughput.png, and a second run that reuses every stage."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SHARED_DATA
+
+MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech" / "test-clean"
+
+
+def sweep(work: Path, dataset: Path, model_dir: Path, *batch_sizes: int) -> subprocess.CompletedProcess:
+    bin_dir = work / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(sys.executable)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "WORK": str(work / "sweep"),
+        "RESULTS": str(work / "results"),
+        "WARMUP_RUNS": "0",
+        "TIMED_RUNS": "1",
+        "BACKEND": "torchscript",
+        "LONG_AUDIO": "chunk",
+    }
+    command = [str(REPO_ROOT / "sweep.sh"), str(dataset), str(model_dir), *map(str, batch_sizes)]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def check_results(results: Path, batch_sizes: tuple[int, ...], utterances: int) -> None:
+    lines = (results / "summary.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| torchscript |")]
+    assert [int(row.split("|")[2]) for row in rows] == list(batch_sizes)
+    assert all(row.endswith(f"| chunk | {utterances} of {utterances} |") for row in rows)
+    png = (results / "throughput.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_sweep_on_the_fixture(tmp_path, dataset, tiny_model_dir) -> None:
+    sweep(tmp_path, dataset[0], tiny_model_dir, 1, 3)
+    check_results(tmp_path / "results", (1, 3), len(dataset[1]))
+
+
+@pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
+def test_sweep_on_the_real_subset_then_again_reusing_every_stage(tmp_path, tiny_model_dir) -> None:
+    sweep(tmp_path, MINI, tiny_model_dir, 2, 4)
+    check_results(tmp_path / "results", (2, 4), 7)
+    outputs = [*sorted((tmp_path / "sweep").rglob("*.bin")), tmp_path / "sweep" / "traced.pth"]
+    before = {path: path.stat().st_mtime_ns for path in outputs}
+
+    again = sweep(tmp_path, MINI, tiny_model_dir, 2, 4)
+    # export once, then preprocess and compile for each batch size: all reused
+    assert again.stdout.count("traced.pth is up to date") == 1 and "traced vs eager" not in again.stdout
+    assert again.stdout.count("and its batch map are up to date") == 2
+    assert again.stdout.count("is up to date (same model, input bins and backend)") == 2
+    assert {path: path.stat().st_mtime_ns for path in outputs} == before  # nothing rewritten
+    check_results(tmp_path / "results", (2, 4), 7)

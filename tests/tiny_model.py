@@ -1,4 +1,4 @@
-"""A tiny, randomly initialised Wav2Vec2ForCTC saved like facebook/wav2vec2-base-960h's files."""
+"""Randomly initialised Wav2Vec2ForCTC models saved like facebook/wav2vec2-base-960h's files."""
 
 import json
 from pathlib import Path
@@ -27,10 +27,14 @@ def tiny_config() -> Wav2Vec2Config:
 
 
 def save_tiny_model(model_dir: Path, seed: int = 0) -> Path:
+    return save_random_model(model_dir, tiny_config(), seed)
+
+
+def save_random_model(model_dir: Path, config: Wav2Vec2Config, seed: int = 0) -> Path:
     """config.json, model.safetensors, preprocessor_config.json, vocab.json and tokenizer files."""
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    Wav2Vec2ForCTC(tiny_config()).save_pretrained(model_dir)
+    Wav2Vec2ForCTC(config).save_pretrained(model_dir)
     Wav2Vec2FeatureExtractor().save_pretrained(model_dir)
     vocab_file = model_dir / "vocab.json"
     vocab_file.write_text(json.dumps({token: i for i, token in enumerate(BASE_960H_VOCAB)}))

@@ -44,11 +44,12 @@ def main() -> None:
     parser.add_argument("--device_id", type=int, default=0, help="NPU or GPU index")
     parser.add_argument("--soc_version", default="Ascend310P3", help="aie only")
     parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
+    parser.add_argument("--threads", type=int, help="CPU backends: intra-op threads (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
     args = parser.parse_args()
 
     inputs = find_input_bins(args.input_path, args.batch_size, args.max_samples)
-    options = DeviceOptions(args.device_id, args.soc_version, args.precision_policy)
+    options = DeviceOptions(args.device_id, args.soc_version, args.precision_policy, args.threads)
     backend = create_backend(args.backend, options)
     input_manifest = read_manifest(args.input_path) or {}
     model_sha = file_sha256(args.torchscript_path) if args.torchscript_path.is_file() else None

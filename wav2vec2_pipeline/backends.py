@@ -2,6 +2,9 @@
 
 import importlib
 import importlib.util
+import os
+import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +15,12 @@ import numpy as np
 import torch
 
 from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.provenance import file_sha256
 
 AUTO = "auto"
+
+DeviceBatch = torch.Tensor | np.ndarray
+"""A batch where the backend computes on it: a tensor on its device, or an array for ONNX Runtime."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,8 @@ class DeviceOptions:
     soc_version: str = "Ascend310P3"
     precision_policy: str = "FP16"
     """torch_aie only: a name of torch_aie.PrecisionPolicy."""
+    threads: int | None = None
+    """CPU backends: intra-op threads (None: the library's default, one per core)."""
 
 
 class Backend(ABC):
@@ -45,17 +54,17 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def to_device(self, batch: np.ndarray) -> torch.Tensor: ...
+    def to_device(self, batch: np.ndarray) -> DeviceBatch: ...
 
     @abstractmethod
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: DeviceBatch) -> DeviceBatch:
         """Launch the model; the result may not be ready until `synchronize`."""
 
     def synchronize(self) -> None:
         """Wait for launched work to finish; execution on the CPU is synchronous, so nothing to wait for."""
         return None
 
-    def to_host(self, logits: torch.Tensor) -> np.ndarray:
+    def to_host(self, logits: DeviceBatch) -> np.ndarray:
         return logits.detach().to("cpu", torch.float32).numpy()
 
 
@@ -81,6 +90,8 @@ class TorchScriptBackend(Backend):
         return True
 
     def load(self, torchscript_path: Path) -> None:
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
         self.module = load_torchscript(torchscript_path, self.device)
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
@@ -89,6 +100,87 @@ class TorchScriptBackend(Backend):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return self.module(batch)
+
+
+class FrozenTorchScriptBackend(TorchScriptBackend):
+    """The traced module frozen (weights inlined as constants) and optimised for inference (conv and
+    batch-norm folding, MKLDNN layouts where they pay), fp32."""
+
+    name = "torchscript-frozen"
+
+    def load(self, torchscript_path: Path) -> None:
+        super().load(torchscript_path)
+        self.module = torch.jit.optimize_for_inference(torch.jit.freeze(self.module))
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime on the CPU: the traced module exported to ONNX with free batch and length axes, all
+    graph optimisations on. The export is kept beside traced.pth (named by its hash) for the next run."""
+
+    name = "onnxruntime"
+    OPSET = 17
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
+    def load(self, torchscript_path: Path) -> None:
+        if not self.available():
+            raise PipelineError(f"--backend {self.name} needs onnxruntime: pip install -r requirements.txt")
+        self.session = self.session_for(self.onnx_model(torchscript_path))
+
+    def onnx_model(self, torchscript_path: Path) -> Path:
+        module = load_torchscript(torchscript_path, "cpu")
+        path = torchscript_path.with_name(f"{torchscript_path.stem}.{file_sha256(torchscript_path)[:16]}.onnx")
+        if not path.is_file():
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
+                    output_names=["logits"], opset_version=self.OPSET, dynamo=False,
+                    dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
+                )  # fmt: skip
+                os.replace(f"{tmp}/model.onnx", path)
+        return path
+
+    def session_for(self, onnx_path: Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.options.threads is not None:
+            options.intra_op_num_threads = self.options.threads
+        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def to_device(self, batch: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_values": batch})[0]
+
+    def to_host(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """ONNX Runtime with the transformer's matrix products dynamically quantised to int8 (weights int8,
+    activations quantised per batch). The convolutional feature encoder stays fp32: quantising it is
+    reported to wreck this model's accuracy. Opt-in: its WER cost must be measured with the real weights."""
+
+    name = "onnxruntime-int8"
+
+    def onnx_model(self, torchscript_path: Path) -> Path:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        fp32 = super().onnx_model(torchscript_path)
+        path = fp32.with_suffix(".int8.onnx")
+        if not path.is_file():
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                quantize_dynamic(
+                    fp32, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
+                )
+                os.replace(f"{tmp}/model.onnx", path)
+        return path
 
 
 class CudaBackend(TorchScriptBackend):
@@ -169,8 +261,14 @@ class AieBackend(Backend):
         self.stream.synchronize()
 
 
-BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (AieBackend, CudaBackend, TorchScriptBackend)}
-"""In the order `auto` tries them."""
+BACKENDS: dict[str, type[Backend]] = {
+    cls.name: cls
+    for cls in (
+        AieBackend, CudaBackend, TorchScriptBackend, FrozenTorchScriptBackend, OnnxRuntimeBackend,
+        OnnxRuntimeInt8Backend,
+    )
+}  # fmt: skip
+"""In the order `auto` tries them (it stops at torchscript, which is always there)."""
 
 
 def create_backend(name: str, options: DeviceOptions) -> Backend:

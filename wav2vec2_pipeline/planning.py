@@ -5,8 +5,10 @@ computed for a whole dataset without reading audio.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from transformers import Wav2Vec2Config
 
 from wav2vec2_pipeline.errors import PipelineError
@@ -78,6 +80,14 @@ def window_rows(
         end = total_frames - first_frame if is_last else stride_frames + step_frames
         rows.append(Row(utt_id, start, (0 if index == 0 else stride_frames, end)))
     return rows
+
+
+def stitch(rows: Iterable[tuple[str, tuple[int, int], np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each utterance's logits (frames x vocab): the kept frames `[a, b)` of its rows, in row order."""
+    pieces: dict[str, list[np.ndarray]] = {}
+    for utt_id, (start, end), logits in rows:
+        pieces.setdefault(utt_id, []).append(logits[start:end])
+    return {utt_id: np.concatenate(parts) for utt_id, parts in pieces.items()}
 
 
 def bucket_of(num_samples: int, buckets: tuple[int, ...]) -> int:

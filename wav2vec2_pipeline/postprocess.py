@@ -1,6 +1,6 @@
 """Stage 4: stitch each utterance's logits from its rows, decode, and score against the ground truth."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,11 +9,12 @@ from tqdm import tqdm
 from transformers import Wav2Vec2Config
 
 from wav2vec2_pipeline.batches import BatchMap, read_ground_truth, read_map
-from wav2vec2_pipeline.bins import read_bin, read_manifest, shape_text
+from wav2vec2_pipeline.bins import check_bin_size, read_bin, read_manifest, shape_text
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_json
 from wav2vec2_pipeline.model import num_frames
+from wav2vec2_pipeline.planning import stitch
 from wav2vec2_pipeline.scoring import char_errors, corpus_cer, corpus_wer, word_errors
 
 REFERENCE_ACCURACY = 0.970
@@ -37,12 +38,18 @@ def stitch_logits(
     manifest = read_manifest(output_dir)
     if manifest is not None and manifest.get("preprocess_id") not in (None, batch_map.preprocess_id):
         raise PipelineError(
-            f"the logits in {output_dir} were computed from other input bins than the ones the batch map "
-            f"{batch_map.batch_size} describes (preprocess was re-run since, or another dataset or model was used): "
-            "re-run compile.py on the current input bins"
+            f"the logits in {output_dir} were computed from other input bins than the ones the batch map for "
+            f"batch size {batch_map.batch_size} describes (preprocess was re-run since, or another dataset or model "
+            "was used): re-run compile.py on the current input bins"
         )
-    pieces: dict[str, list[np.ndarray]] = {}
-    for name, utt_ids in tqdm(batch_map.bins.items(), desc="reading logits", disable=None):
+
+    def rows() -> Iterator[tuple[str, tuple[int, int], np.ndarray]]:
+        for name, utt_ids in tqdm(batch_map.bins.items(), desc="reading logits", disable=None):
+            logits = read_bin(output_dir / name, check_shape(name), "")
+            for row, (utt_id, keep) in enumerate(zip(utt_ids, batch_map.keep_frames[name], strict=True)):
+                yield utt_id, (keep[0], keep[1]), logits[row]
+
+    def check_shape(name: str) -> tuple[int, int, int]:
         shape = (batch_map.batch_size, num_frames(batch_map.bin_samples[name], config), vocab_size)
         if manifest is not None and tuple(manifest["bins"].get(name, ())) != shape:
             raise PipelineError(
@@ -53,10 +60,10 @@ def stitch_logits(
             f"Expected logits for --batch_size {batch_map.batch_size} and rows of {batch_map.bin_samples[name]} "
             "samples; re-run compile.py on the bins of this batch size."
         )
-        logits = read_bin(output_dir / name, shape, hint)
-        for row, (utt_id, (start, end)) in enumerate(zip(utt_ids, batch_map.keep_frames[name], strict=True)):
-            pieces.setdefault(utt_id, []).append(logits[row, start:end])
-    return {utt_id: np.concatenate(parts) for utt_id, parts in pieces.items()}
+        check_bin_size(output_dir / name, shape, hint)
+        return shape
+
+    return stitch(rows())
 
 
 def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float | None]:

@@ -1,0 +1,331 @@
+"""CPU throughput of the shipped path and its faster variants, side by side with eager HF transformers.
+
+    python3 -m benchmarks.cpu_throughput [--quick] [--model_dir DIR --data LibriSpeech/test-clean]
+
+Times, in one run and on the same inputs, at base-960h's architecture size (random weights unless
+--model_dir): (a) what a user would write instead, `model(processor(audio).input_values).logits` in eager
+PyTorch fp32, batched with padding in dataset order; (b) compile.py's CPU path as shipped (TorchScript, the
+static 100000-sample window, long utterances chunked); (c) the faster variants, each a compile.py backend,
+with length buckets. Two workloads: fixed 100000-sample rows (the reference's measure: forward only, samples/s)
+and real test-clean lengths (a fixed-seed sample of ../shared/data/librispeech-meta durations; raw audio to
+text, batching and normalisation included: audio seconds per wall second). Each variant runs in its own
+process (for its peak RSS); rounds alternate between variants; figures are medians over rounds. Writes
+benchmarks/results/cpu_throughput.md and .png.
+"""
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+from benchmarks.padding_waste import DURATIONS, read_lengths
+from wav2vec2_pipeline.audio import fit_length, normalize, read_audio
+from wav2vec2_pipeline.backends import DeviceOptions, create_backend
+from wav2vec2_pipeline.ctc import greedy_decode
+from wav2vec2_pipeline.export import save_torchscript, trace
+from wav2vec2_pipeline.librispeech import find_utterances
+from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, num_frames
+from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, plan_bins, stitch
+from wav2vec2_pipeline.scoring import corpus_wer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EAGER = "eager"
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    backend: str
+    """A compile.py backend name, or `eager` for the HF model itself."""
+    windows: tuple[int, ...]
+    """Row lengths for the real-length workload (one: the static window; several: buckets)."""
+
+
+VARIANTS = (
+    Variant("(a) eager HF transformers", EAGER, ()),
+    Variant("(b) torchscript, as shipped", "torchscript", (MAX_SAMPLES,)),
+    Variant("torchscript + buckets", "torchscript", DEFAULT_BUCKET_SAMPLES),
+    Variant("torchscript-frozen + buckets", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES),
+    Variant("onnxruntime + buckets", "onnxruntime", DEFAULT_BUCKET_SAMPLES),
+    Variant("onnxruntime-int8 + buckets (opt-in)", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES),
+)
+
+
+def flops_per_row(num_samples: int, config: Wav2Vec2Config) -> tuple[float, float]:
+    """(convolution, matrix-product) FLOPs of one row, a multiply-add counted as 2; norms and activations left out."""
+    conv, length, channels_in = 0.0, num_samples, 1
+    for channels, kernel, stride in zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=True):
+        length = (length - kernel) // stride + 1
+        conv += 2 * channels_in * channels * kernel * length
+        channels_in = channels
+    frames, width = length, config.hidden_size
+    conv += 2 * (width // config.num_conv_pos_embedding_groups) * width * config.num_conv_pos_embeddings * frames
+    per_layer = 8 * frames * width**2 + 4 * frames**2 * width + 4 * frames * width * config.intermediate_size
+    matmul = 2 * frames * channels_in * width + config.num_hidden_layers * per_layer
+    matmul += 2 * frames * width * config.vocab_size
+    return conv, matmul
+
+
+def sgemm_gflops(size: int = 2048, repeats: int = 7) -> float:
+    """This machine's fp32 matrix-product rate through torch, with the threads torch uses."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+# ---- worker: one variant in its own process -------------------------------------------------------------------
+
+
+def fixed_batch(batch_size: int) -> np.ndarray:
+    return np.random.default_rng(batch_size).standard_normal((batch_size, MAX_SAMPLES), dtype=np.float32)
+
+
+class Runner:
+    """Raw audio -> logits for one variant."""
+
+    def __init__(self, variant: Variant, spec: dict) -> None:
+        self.variant = variant
+        self.feature_extractor = Wav2Vec2FeatureExtractor()
+        self.config = Wav2Vec2Config.from_pretrained(spec["model_dir"])
+        if variant.backend == EAGER:
+            self.model = Wav2Vec2ForCTC.from_pretrained(spec["model_dir"]).eval()
+        else:
+            self.backend = create_backend(variant.backend, DeviceOptions())
+            self.backend.load(Path(spec["traced"]))
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        if self.variant.backend == EAGER:
+            with torch.inference_mode():
+                return self.model(torch.from_numpy(batch)).logits.numpy()
+        return self.backend.to_host(self.backend.forward(self.backend.to_device(batch)))
+
+    def transcribe(self, audio: dict[str, np.ndarray], batch_size: int) -> dict[str, str]:
+        if self.variant.backend == EAGER:  # what a user writes: the processor pads each batch to its longest
+            ids, texts = list(audio), {}
+            for start in range(0, len(ids), batch_size):
+                group = ids[start : start + batch_size]
+                inputs = self.feature_extractor([audio[u] for u in group], sampling_rate=SAMPLE_RATE,
+                                                padding=True, return_tensors="np")  # fmt: skip
+                logits = self.forward(inputs.input_values.astype(np.float32))
+                for row, utt_id in enumerate(group):
+                    texts[utt_id] = greedy_decode(
+                        logits[row, : num_frames(len(audio[utt_id]), self.config)], BASE_960H_VOCAB
+                    )
+            return texts
+        lengths = {utt_id: len(samples) for utt_id, samples in audio.items()}
+        stride = num_frames(max(self.variant.windows), self.config) // 6
+        plan = plan_bins(lengths, batch_size, self.variant.windows, CHUNK, stride, self.config)
+        normalized = {utt_id: normalize(samples, self.feature_extractor) for utt_id, samples in audio.items()}
+        rows = []
+        for bin_ in plan.bins:
+            batch = np.zeros((batch_size, bin_.samples), dtype=np.float32)
+            for index, row in enumerate(bin_.rows):
+                batch[index] = fit_length(normalized[row.utt_id][row.start :], bin_.samples)
+            logits = self.forward(batch)
+            rows += [(row.utt_id, row.keep, logits[index]) for index, row in enumerate(bin_.rows)]
+        return {utt_id: greedy_decode(logits, BASE_960H_VOCAB) for utt_id, logits in stitch(rows).items()}
+
+
+def worker(variant: Variant, spec: dict) -> dict:
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    runner = Runner(variant, spec)
+    load_s = time.perf_counter() - start
+    audio = dict(np.load(spec["audio"]))
+    runner.forward(fixed_batch(1))  # warm-up
+    result: dict = {"load_s": load_s, "fixed_s": {}, "real_s": {}}
+    for batch_size in spec["batch_sizes"]:
+        start = time.perf_counter()
+        runner.forward(fixed_batch(batch_size))
+        result["fixed_s"][batch_size] = time.perf_counter() - start
+    for batch_size in spec["batch_sizes"]:
+        start = time.perf_counter()
+        result["hypotheses"] = runner.transcribe(audio, batch_size)
+        result["real_s"][batch_size] = time.perf_counter() - start
+    np.save(spec["parity_out"], runner.forward(fixed_batch(2)))
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+# ---- parent: inputs, rounds, report ---------------------------------------------------------------------------
+
+
+def real_audio(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Real audio and transcripts from --data, or noise of real test-clean lengths (a fixed-seed sample)."""
+    if args.data is not None:
+        utterances = find_utterances(args.data)
+        return {u.utt_id: read_audio(u.audio_path) for u in utterances}, {u.utt_id: u.transcript for u in utterances}
+    lengths = read_lengths(DURATIONS)
+    sample = random.Random(0).sample(sorted(lengths), args.utterances)
+    rng = np.random.default_rng(0)
+    return {u: (0.1 * rng.standard_normal(lengths[u])).astype(np.float32) for u in sample}, {}
+
+
+def run_worker(variant: Variant, spec: dict, workdir: Path, round_index: int) -> dict:
+    spec = spec | {"parity_out": str(workdir / f"parity_{VARIANTS.index(variant)}.npy")}
+    spec_path = workdir / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    out = workdir / f"result_{VARIANTS.index(variant)}_{round_index}.json"
+    command = [sys.executable, "-m", "benchmarks.cpu_throughput", "--worker", str(VARIANTS.index(variant)),
+               "--spec", str(spec_path), "--out", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(out.read_text())
+
+
+def has_own_fixed_row(variant: Variant) -> bool:
+    """Buckets change only the real-length workload: one fixed-row line per backend."""
+    return variant.backend != "torchscript" or variant.windows == (MAX_SAMPLES,)
+
+
+def median_of(results: list[dict], key: str, batch_size: int) -> float:
+    return statistics.median(r[key][str(batch_size)] for r in results)
+
+
+def parity(logits: np.ndarray, reference: np.ndarray) -> str:
+    diff = logits - reference
+    agree = (logits.argmax(-1) == reference.argmax(-1)).mean()
+    return f"{np.abs(diff).max():.2g} / {np.linalg.norm(diff) / np.linalg.norm(reference):.2g} / {agree:.2%}"
+
+
+def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm: float, workdir: Path,
+           references: dict[str, str], config: Wav2Vec2Config) -> str:  # fmt: skip
+    sizes = spec["batch_sizes"]
+    conv, matmul = flops_per_row(MAX_SAMPLES, config)
+    eager = results[VARIANTS[0]]
+    shipped = np.load(workdir / "parity_1.npy")
+    fixed_rows, real_rows, other_rows = [], [], []
+    at = 8 if 8 in sizes else sizes[-1]
+    for variant, runs in results.items():
+        fixed = [bs / median_of(runs, "fixed_s", bs) for bs in sizes]
+        fixed_ratio = [median_of(eager, "fixed_s", bs) / median_of(runs, "fixed_s", bs) for bs in sizes]
+        real = [audio_s / median_of(runs, "real_s", bs) for bs in sizes]
+        real_ratio = [median_of(eager, "real_s", bs) / median_of(runs, "real_s", bs) for bs in sizes]
+        if has_own_fixed_row(variant):
+            gflops = at / median_of(runs, "fixed_s", at) * (conv + matmul) / 1e9
+            cells = " | ".join(f"{f:.2f} ({r:.2f}x)" for f, r in zip(fixed, fixed_ratio, strict=True))
+            fixed_rows.append(f"| {variant.label} | {cells} | {gflops:.0f} ({gflops / sgemm:.0%}) |")
+        cells = " | ".join(f"{a:.2f} ({r:.2f}x)" for a, r in zip(real, real_ratio, strict=True))
+        real_rows.append(f"| {variant.label} | {cells} |")
+        logits = np.load(workdir / f"parity_{VARIANTS.index(variant)}.npy")
+        wer = None
+        if references:
+            ids = sorted(references)
+            wer = corpus_wer([references[u] for u in ids], [runs[-1]["hypotheses"][u] for u in ids])
+        other_rows.append(
+            f"| {variant.label} | {statistics.median(r['peak_rss_mib'] for r in runs):.0f} | "
+            f"{statistics.median(r['load_s'] for r in runs):.1f} | {parity(logits, shipped)} | "
+            f"{'n/a' if wer is None else f'{wer:.4f}'} |"
+        )
+    header = " | ".join(f"bs {bs}" for bs in sizes)
+    rule = " | ".join("---" for _ in sizes)
+    return "\n".join([
+        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)); GFLOP/s (share of the "
+        f"measured sgemm rate, {sgemm:.0f} GFLOP/s; {(conv + matmul) / 1e9:.1f} GFLOP per row: "
+        f"{conv / 1e9:.1f} convolutions, {matmul / 1e9:.1f} matrix products)\n",
+        f"| variant | {header} | GFLOP/s at bs {at} |", f"| --- | {rule} | --- |", *fixed_rows, "",
+        f"Real test-clean lengths ({len(spec['utterance_ids'])} utterances, {audio_s:.1f} s of audio), raw audio to "
+        "text: audio seconds per wall second (ratio to (a))\n",
+        f"| variant | {header} |", f"| --- | {rule} |", *real_rows, "",
+        "Memory, start-up and parity with (b) on a fixed 2 x 100000 batch (max abs / relative L2 logit difference / "
+        "frames with the same argmax)\n",
+        "| variant | peak RSS MiB | load s | parity with (b) | WER |", "| --- | --- | --- | --- | --- |", *other_rows,
+    ])  # fmt: skip
+
+
+def plot(results: dict[Variant, list[dict]], spec: dict, audio_s: float, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    sizes = spec["batch_sizes"]
+    figure = Figure(figsize=(11, 4.5), dpi=110)
+    fixed_axes, real_axes = figure.subplots(1, 2)
+    for variant, runs in results.items():
+        if has_own_fixed_row(variant):
+            fixed_axes.plot(
+                sizes, [bs / median_of(runs, "fixed_s", bs) for bs in sizes], marker="o", label=variant.label
+            )
+        real_axes.plot(
+            sizes, [audio_s / median_of(runs, "real_s", bs) for bs in sizes], marker="o", label=variant.label
+        )
+    for axes, title, ylabel in (
+        (fixed_axes, "fixed 100000-sample rows, forward only", "samples/s"),
+        (real_axes, "real test-clean lengths, audio to text", "audio seconds per wall second"),
+    ):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(sizes, [str(bs) for bs in sizes])
+        axes.set_xlabel("batch size")
+        axes.set_ylabel(ylabel)
+        axes.set_ylim(bottom=0)
+        axes.set_title(title)
+        axes.grid(True, alpha=0.3)
+    real_axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="batch sizes 1 and 8, 4 utterances, 2 rounds")
+    parser.add_argument("--model_dir", help="real weights: WER beside each variant (with --data)")
+    parser.add_argument("--data", type=Path, help="a LibriSpeech split to transcribe instead of noise of real lengths")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--utterances", type=int, default=8, help="real-length sample size")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        args.out.write_text(json.dumps(worker(VARIANTS[args.worker], json.loads(args.spec.read_text()))))
+        return
+    if args.quick:
+        args.batch_sizes, args.utterances, args.rounds = [1, 8], 4, 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="cpu-throughput-"))
+    if args.model_dir is None:
+        from tests.tiny_model import save_random_model
+
+        args.model_dir = str(
+            save_random_model(workdir / "base_random", Wav2Vec2Config(vocab_size=len(BASE_960H_VOCAB)))
+        )
+    model = load_ctc_model(args.model_dir)
+    save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
+    audio, references = real_audio(args)
+    np.savez(workdir / "audio.npz", **audio)
+    audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
+    spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
+            "batch_sizes": args.batch_sizes, "utterance_ids": sorted(audio)}  # fmt: skip
+    sgemm = sgemm_gflops()
+    print(
+        f"sgemm: {sgemm:.0f} GFLOP/s with {torch.get_num_threads()} threads; {len(audio)} utterances, {audio_s:.1f} s"
+    )
+    results: dict[Variant, list[dict]] = {variant: [] for variant in VARIANTS}
+    for round_index in range(args.rounds):
+        for variant in VARIANTS:
+            results[variant].append(run_worker(variant, spec, workdir, round_index))
+            print(f"round {round_index + 1}/{args.rounds}: {variant.label} done", flush=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    table = report(results, spec, audio_s, sgemm, workdir, references, model.config)
+    (args.output / "cpu_throughput.md").write_text(table + "\n")
+    plot(results, spec, audio_s, args.output / "cpu_throughput.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,7 @@ EAGER = "eager"
 
 @dataclass(frozen=True)
 class Variant:
+    key: str
     label: str
     backend: str
     """A compile.py backend name, or `eager` for the HF model itself."""
@@ -53,28 +54,43 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("(a) eager HF transformers", EAGER, ()),
-    Variant("(b) torchscript, as shipped", "torchscript", (MAX_SAMPLES,)),
-    Variant("torchscript + buckets", "torchscript", DEFAULT_BUCKET_SAMPLES),
-    Variant("torchscript-frozen + buckets", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES),
-    Variant("onnxruntime + buckets", "onnxruntime", DEFAULT_BUCKET_SAMPLES),
-    Variant("onnxruntime-int8 + buckets (opt-in)", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES),
+    Variant(EAGER, "(a) eager HF transformers", EAGER, ()),
+    Variant("torchscript", "(b) torchscript, as shipped", "torchscript", (MAX_SAMPLES,)),
+    Variant("torchscript-frozen", "torchscript-frozen + buckets", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES),
+    Variant("onnxruntime", "onnxruntime + buckets", "onnxruntime", DEFAULT_BUCKET_SAMPLES),
+    Variant("onnxruntime-int8", "onnxruntime-int8 + buckets (opt-in)", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES),
 )
 
 
-def flops_per_row(num_samples: int, config: Wav2Vec2Config) -> tuple[float, float]:
-    """(convolution, matrix-product) FLOPs of one row, a multiply-add counted as 2; norms and activations left out."""
+@dataclass(frozen=True)
+class RowFlops:
+    """FLOPs of one row, a multiply-add counted as 2; norms and activations left out."""
+
+    convolution: float
+    linear: float
+    attention: float
+    """Scores and weighted sums: matrix products too, but with no weights, so apart."""
+
+    @property
+    def matmul(self) -> float:
+        return self.linear + self.attention
+
+    @property
+    def total(self) -> float:
+        return self.convolution + self.matmul
+
+
+def flops_per_row(num_samples: int, config: Wav2Vec2Config) -> RowFlops:
     conv, length, channels_in = 0.0, num_samples, 1
     for channels, kernel, stride in zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=True):
         length = (length - kernel) // stride + 1
         conv += 2 * channels_in * channels * kernel * length
         channels_in = channels
-    frames, width = length, config.hidden_size
+    frames, width, layers = length, config.hidden_size, config.num_hidden_layers
     conv += 2 * (width // config.num_conv_pos_embedding_groups) * width * config.num_conv_pos_embeddings * frames
-    per_layer = 8 * frames * width**2 + 4 * frames**2 * width + 4 * frames * width * config.intermediate_size
-    matmul = 2 * frames * channels_in * width + config.num_hidden_layers * per_layer
-    matmul += 2 * frames * width * config.vocab_size
-    return conv, matmul
+    per_layer = 8 * frames * width**2 + 4 * frames * width * config.intermediate_size
+    linear = 2 * frames * channels_in * width + layers * per_layer + 2 * frames * width * config.vocab_size
+    return RowFlops(conv, linear, layers * 4 * frames**2 * width)
 
 
 def sgemm_gflops(size: int = 2048, repeats: int = 7) -> float:
@@ -133,8 +149,8 @@ class Runner:
         plan = plan_bins(lengths, batch_size, self.variant.windows, CHUNK, stride, self.config)
         normalized = {utt_id: normalize(samples, self.feature_extractor) for utt_id, samples in audio.items()}
         rows = []
-        for bin_ in plan.bins:
-            batch = np.zeros((batch_size, bin_.samples), dtype=np.float32)
+        for bin_ in plan.bins:  # pad rows are not run, as compile.py does on the CPU
+            batch = np.zeros((len(bin_.rows), bin_.samples), dtype=np.float32)
             for index, row in enumerate(bin_.rows):
                 batch[index] = fit_length(normalized[row.utt_id][row.start :], bin_.samples)
             logits = self.forward(batch)
@@ -154,7 +170,7 @@ def worker(variant: Variant, spec: dict) -> dict:
         start = time.perf_counter()
         runner.forward(fixed_batch(batch_size))
         result["fixed_s"][batch_size] = time.perf_counter() - start
-    for batch_size in spec["batch_sizes"]:
+    for batch_size in spec["real_batch_sizes"]:
         start = time.perf_counter()
         result["hypotheses"] = runner.transcribe(audio, batch_size)
         result["real_s"][batch_size] = time.perf_counter() - start
@@ -188,11 +204,6 @@ def run_worker(variant: Variant, spec: dict, workdir: Path, round_index: int) ->
     return json.loads(out.read_text())
 
 
-def has_own_fixed_row(variant: Variant) -> bool:
-    """Buckets change only the real-length workload: one fixed-row line per backend."""
-    return variant.backend != "torchscript" or variant.windows == (MAX_SAMPLES,)
-
-
 def median_of(results: list[dict], key: str, batch_size: int) -> float:
     return statistics.median(r[key][str(batch_size)] for r in results)
 
@@ -203,47 +214,50 @@ def parity(logits: np.ndarray, reference: np.ndarray) -> str:
     return f"{np.abs(diff).max():.2g} / {np.linalg.norm(diff) / np.linalg.norm(reference):.2g} / {agree:.2%}"
 
 
+def ratio_cells(values: list[float], ratios: list[float]) -> str:
+    return " | ".join(f"{value:.2f} ({ratio:.2f}x)" for value, ratio in zip(values, ratios, strict=True))
+
+
 def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm: float, workdir: Path,
            references: dict[str, str], config: Wav2Vec2Config) -> str:  # fmt: skip
-    sizes = spec["batch_sizes"]
-    conv, matmul = flops_per_row(MAX_SAMPLES, config)
+    sizes, real_sizes = spec["batch_sizes"], spec["real_batch_sizes"]
+    flops = flops_per_row(MAX_SAMPLES, config)
     eager = results[VARIANTS[0]]
     shipped = np.load(workdir / "parity_1.npy")
-    fixed_rows, real_rows, other_rows = [], [], []
     at = 8 if 8 in sizes else sizes[-1]
+    fixed_rows, real_rows, other_rows = [], [], []
     for variant, runs in results.items():
         fixed = [bs / median_of(runs, "fixed_s", bs) for bs in sizes]
         fixed_ratio = [median_of(eager, "fixed_s", bs) / median_of(runs, "fixed_s", bs) for bs in sizes]
-        real = [audio_s / median_of(runs, "real_s", bs) for bs in sizes]
-        real_ratio = [median_of(eager, "real_s", bs) / median_of(runs, "real_s", bs) for bs in sizes]
-        if has_own_fixed_row(variant):
-            gflops = at / median_of(runs, "fixed_s", at) * (conv + matmul) / 1e9
-            cells = " | ".join(f"{f:.2f} ({r:.2f}x)" for f, r in zip(fixed, fixed_ratio, strict=True))
-            fixed_rows.append(f"| {variant.label} | {cells} | {gflops:.0f} ({gflops / sgemm:.0%}) |")
-        cells = " | ".join(f"{a:.2f} ({r:.2f}x)" for a, r in zip(real, real_ratio, strict=True))
-        real_rows.append(f"| {variant.label} | {cells} |")
-        logits = np.load(workdir / f"parity_{VARIANTS.index(variant)}.npy")
+        gflops = at / median_of(runs, "fixed_s", at) * flops.total / 1e9
+        fixed_rows.append(
+            f"| {variant.label} | {ratio_cells(fixed, fixed_ratio)} | {gflops:.0f} ({gflops / sgemm:.0%}) |"
+        )
+        real = [audio_s / median_of(runs, "real_s", bs) for bs in real_sizes]
+        real_ratio = [median_of(eager, "real_s", bs) / median_of(runs, "real_s", bs) for bs in real_sizes]
+        real_rows.append(f"| {variant.label} | {ratio_cells(real, real_ratio)} |")
         wer = None
         if references:
             ids = sorted(references)
             wer = corpus_wer([references[u] for u in ids], [runs[-1]["hypotheses"][u] for u in ids])
         other_rows.append(
             f"| {variant.label} | {statistics.median(r['peak_rss_mib'] for r in runs):.0f} | "
-            f"{statistics.median(r['load_s'] for r in runs):.1f} | {parity(logits, shipped)} | "
+            f"{statistics.median(r['load_s'] for r in runs):.1f} | "
+            f"{parity(np.load(workdir / f'parity_{VARIANTS.index(variant)}.npy'), shipped)} | "
             f"{'n/a' if wer is None else f'{wer:.4f}'} |"
         )
-    header = " | ".join(f"bs {bs}" for bs in sizes)
-    rule = " | ".join("---" for _ in sizes)
     return "\n".join([
-        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)); GFLOP/s (share of the "
-        f"measured sgemm rate, {sgemm:.0f} GFLOP/s; {(conv + matmul) / 1e9:.1f} GFLOP per row: "
-        f"{conv / 1e9:.1f} convolutions, {matmul / 1e9:.1f} matrix products)\n",
-        f"| variant | {header} | GFLOP/s at bs {at} |", f"| --- | {rule} | --- |", *fixed_rows, "",
+        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and GFLOP/s at bs {at} (share of this "
+        f"machine's sgemm rate, {sgemm:.0f} GFLOP/s; {flops.total / 1e9:.1f} GFLOP per row: "
+        f"{flops.convolution / 1e9:.1f} in convolutions, {flops.matmul / 1e9:.1f} in matrix products)\n",
+        f"| variant | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
+        *fixed_rows, "",
         f"Real test-clean lengths ({len(spec['utterance_ids'])} utterances, {audio_s:.1f} s of audio), raw audio to "
         "text: audio seconds per wall second (ratio to (a))\n",
-        f"| variant | {header} |", f"| --- | {rule} |", *real_rows, "",
+        f"| variant | {' | '.join(f'bs {bs}' for bs in real_sizes)} |", f"| --- |{' --- |' * len(real_sizes)}",
+        *real_rows, "",
         "Memory, start-up and parity with (b) on a fixed 2 x 100000 batch (max abs / relative L2 logit difference / "
-        "frames with the same argmax)\n",
+        "share of frames with the same argmax)\n",
         "| variant | peak RSS MiB | load s | parity with (b) | WER |", "| --- | --- | --- | --- | --- |", *other_rows,
     ])  # fmt: skip
 
@@ -251,21 +265,17 @@ def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm
 def plot(results: dict[Variant, list[dict]], spec: dict, audio_s: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    sizes = spec["batch_sizes"]
     figure = Figure(figsize=(11, 4.5), dpi=110)
-    fixed_axes, real_axes = figure.subplots(1, 2)
-    for variant, runs in results.items():
-        if has_own_fixed_row(variant):
-            fixed_axes.plot(
-                sizes, [bs / median_of(runs, "fixed_s", bs) for bs in sizes], marker="o", label=variant.label
-            )
-        real_axes.plot(
-            sizes, [audio_s / median_of(runs, "real_s", bs) for bs in sizes], marker="o", label=variant.label
-        )
-    for axes, title, ylabel in (
-        (fixed_axes, "fixed 100000-sample rows, forward only", "samples/s"),
-        (real_axes, "real test-clean lengths, audio to text", "audio seconds per wall second"),
-    ):
+    panels = (
+        ("fixed 100000-sample rows, forward only", "samples/s", spec["batch_sizes"], "fixed_s", None),
+        ("real test-clean lengths, audio to text", "audio seconds per wall second", spec["real_batch_sizes"],
+         "real_s", audio_s),
+    )  # fmt: skip
+    for axes, (title, ylabel, sizes, key, seconds) in zip(figure.subplots(1, 2), panels, strict=True):
+        for variant, runs in results.items():
+            work = [seconds or bs for bs in sizes]
+            axes.plot(sizes, [w / median_of(runs, key, bs) for w, bs in zip(work, sizes, strict=True)],
+                      marker="o", label=variant.label)  # fmt: skip
         axes.set_xscale("log", base=2)
         axes.set_xticks(sizes, [str(bs) for bs in sizes])
         axes.set_xlabel("batch size")
@@ -273,18 +283,27 @@ def plot(results: dict[Variant, list[dict]], spec: dict, audio_s: float, path: P
         axes.set_ylim(bottom=0)
         axes.set_title(title)
         axes.grid(True, alpha=0.3)
-    real_axes.legend(fontsize=8)
+        axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="batch sizes 1 and 8, 4 utterances, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="batch sizes 1 and 8, 3 utterances, 2 rounds")
     parser.add_argument("--model_dir", help="real weights: WER beside each variant (with --data)")
     parser.add_argument("--data", type=Path, help="a LibriSpeech split to transcribe instead of noise of real lengths")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--utterances", type=int, default=8, help="real-length sample size")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8, 16], help="fixed-row workload")
+    parser.add_argument("--real_batch_sizes", type=int, nargs="+", default=[1, 8], help="real-length workload")
+    parser.add_argument("--utterances", type=int, default=4, help="real-length sample size")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=[v.key for v in VARIANTS if v.key != "torchscript-frozen"],
+        choices=[v.key for v in VARIANTS],
+        help="which to run besides eager and torchscript, which the ratios and parity need "
+        "(default: all but torchscript-frozen, which measured no faster)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -295,8 +314,10 @@ def main() -> None:
         args.out.write_text(json.dumps(worker(VARIANTS[args.worker], json.loads(args.spec.read_text()))))
         return
     if args.quick:
-        args.batch_sizes, args.utterances, args.rounds = [1, 8], 4, 2
+        args.batch_sizes, args.real_batch_sizes, args.utterances, args.rounds = [1, 8], [8], 3, 2
+    variants = [v for v in VARIANTS if v.key in {EAGER, "torchscript", *args.variants}]
 
+    started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="cpu-throughput-"))
     if args.model_dir is None:
         from tests.tiny_model import save_random_model
@@ -310,18 +331,20 @@ def main() -> None:
     np.savez(workdir / "audio.npz", **audio)
     audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
     spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
-            "batch_sizes": args.batch_sizes, "utterance_ids": sorted(audio)}  # fmt: skip
+            "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,
+            "utterance_ids": sorted(audio)}  # fmt: skip
     sgemm = sgemm_gflops()
     print(
         f"sgemm: {sgemm:.0f} GFLOP/s with {torch.get_num_threads()} threads; {len(audio)} utterances, {audio_s:.1f} s"
     )
-    results: dict[Variant, list[dict]] = {variant: [] for variant in VARIANTS}
+    results: dict[Variant, list[dict]] = {variant: [] for variant in variants}
     for round_index in range(args.rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             results[variant].append(run_worker(variant, spec, workdir, round_index))
             print(f"round {round_index + 1}/{args.rounds}: {variant.label} done", flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     table = report(results, spec, audio_s, sgemm, workdir, references, model.config)
+    table += f"\n\nWhole benchmark: {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads."
     (args.output / "cpu_throughput.md").write_text(table + "\n")
     plot(results, spec, audio_s, args.output / "cpu_throughput.png")
     print(table)

@@ -91,7 +91,9 @@ def test_logits_and_text_match_the_eager_model(pipeline_run: PipelineRun, tiny_m
         with torch.no_grad():
             eager = model(torch.from_numpy(batch)).logits.numpy()
         from_bin = np.fromfile(pipeline_run.output_dir / name, dtype="<f4").reshape(n, FRAMES, VOCAB_SIZE)
-        np.testing.assert_allclose(from_bin, eager, atol=1e-4, rtol=1e-4)
+        used = len(utt_ids)
+        np.testing.assert_allclose(from_bin[:used], eager[:used], atol=1e-4, rtol=1e-4)
+        assert not from_bin[used:].any()  # pad rows: not run on the CPU, written as zeros
         for row, utt_id in enumerate(utt_ids):
             frames_of_speech = num_frames(batch_map["num_samples"][utt_id])  # frames over padding are not decoded
             eager_text = tokenizer.decode(eager[row, :frames_of_speech].argmax(-1))

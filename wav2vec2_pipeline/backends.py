@@ -37,6 +37,8 @@ class Backend(ABC):
     """Load a TorchScript module for a static input shape, move batches in, run, and get logits out."""
 
     name: ClassVar[str]
+    static_shapes: ClassVar[bool] = False
+    """Compiled for one input shape, so every bin must be run whole, pad rows included."""
 
     def __init__(self, options: DeviceOptions) -> None:
         self.options = options
@@ -221,6 +223,7 @@ class AieBackend(Backend):
     """Ascend NPU through torch_aie: one static-shape compile per input shape, for one SoC and precision."""
 
     name = "aie"
+    static_shapes = True
 
     @classmethod
     def available(cls) -> bool:

@@ -30,8 +30,8 @@ PROGRESS_FILE = ".progress.json"
 class InputBins:
     shapes: dict[Path, tuple[int, int]]
     """Each bin, in order, with its shape: batch_size x row length (several lengths with --bucket)."""
-    rows_used: int | None
-    """Real (not padding) rows over all bins, where the input manifest says."""
+    rows_used: dict[Path, int] | None
+    """Rows of each bin that hold speech (the rest are zero padding), where the input manifest says."""
     speech_samples: int | None
     """Speech the rows hold (each sample once), where the input manifest says."""
 
@@ -44,7 +44,8 @@ class InputBins:
 class StageTiming:
     bins: int
     rows: int
-    """Rows run by this invocation (bins finished by an earlier, interrupted one are not run again)."""
+    """Rows run by this invocation: pad rows skipped where the backend allows, and bins finished by an
+    earlier, interrupted run not run again."""
     wall_s: float
 
     @property
@@ -79,7 +80,8 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
                 f"bins in {input_dir} were written with --batch_size {made_with}; you passed {batch_size}. "
                 f"Pass --batch_size {made_with} or preprocess again with --batch_size {batch_size}."
             )
-        facts = (manifest.get("rows_used"), manifest.get("speech_samples"))
+        used = manifest.get("rows_used")
+        facts = ({input_dir / name: n for name, n in used.items()} if used else None, manifest.get("speech_samples"))
     else:
         shapes, facts = {path: (batch_size, max_samples) for path in list_bins(input_dir)}, (None, None)
     if not shapes:
@@ -88,6 +90,15 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
         hint = f"Was it written with --batch_size {batch_size} and rows of {shape[1]} samples? Re-run preprocess."
         check_bin_size(path, shape, hint)
     return InputBins(shapes, *facts)
+
+
+def run_batch(backend: Backend, batch: np.ndarray, rows_used: int | None) -> np.ndarray:
+    """Logits of every row. A backend that takes any shape runs only the rows holding speech; the logits
+    of the zero pad rows, which no stage reads, are written as zeros, so the output bin keeps its shape."""
+    if backend.static_shapes or rows_used is None or rows_used == batch.shape[0]:
+        return backend.to_host(backend.forward(backend.to_device(batch)))
+    logits = backend.to_host(backend.forward(backend.to_device(batch[:rows_used])))
+    return np.concatenate([logits, np.zeros((batch.shape[0] - rows_used, *logits.shape[1:]), logits.dtype)])
 
 
 def completed(output_dir: Path, run_key: str) -> dict | None:
@@ -125,14 +136,15 @@ def run_bins(
         if path.name in done and out.is_file() and out.stat().st_size == math.prod(done[path.name]) * DTYPE.itemsize:
             output_shapes[path.name] = done[path.name]
             continue
-        logits = backend.to_host(backend.forward(backend.to_device(read_bin(path, shape, ""))))
+        used = None if inputs.rows_used is None else inputs.rows_used[path]
+        logits = run_batch(backend, read_bin(path, shape, ""), used)
         if logits.ndim != 3 or logits.shape[0] != shape[0]:
             raise PipelineError(
                 f"the model returned logits of shape {logits.shape} for {path.name}; expected N x frames x vocab"
             )
         write_bin(out, logits)
         output_shapes[path.name] = list(logits.shape)
-        rows_run += shape[0]
+        rows_run += shape[0] if used is None or backend.static_shapes else used
         atomic_write_json(progress_path, {"run_key": run_key, "done": output_shapes})
     wall_s = time.perf_counter() - start
     write_manifest(

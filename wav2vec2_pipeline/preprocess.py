@@ -135,7 +135,7 @@ def preprocess(
         output_dir,
         {name: [batch_size, samples] for name, samples in batch_map.bin_samples.items()},
         batch_size=batch_size,
-        rows_used=sum(len(ids) for ids in batch_map.bins.values()),
+        rows_used={name: len(ids) for name, ids in batch_map.bins.items()},
         speech_samples=cost.speech_samples - cost.lost_samples,
         preprocess_id=run_id,
     )

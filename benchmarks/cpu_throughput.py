@@ -252,7 +252,7 @@ def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm
         f"{flops.convolution / 1e9:.1f} in convolutions, {flops.matmul / 1e9:.1f} in matrix products)\n",
         f"| variant | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
         *fixed_rows, "",
-        f"Real test-clean lengths ({len(spec['utterance_ids'])} utterances, {audio_s:.1f} s of audio), raw audio to "
+        f"Real lengths ({len(spec['utterance_ids'])} utterances of {spec['source']}, {audio_s:.1f} s), raw audio to "
         "text: audio seconds per wall second (ratio to (a))\n",
         f"| variant | {' | '.join(f'bs {bs}' for bs in real_sizes)} |", f"| --- |{' --- |' * len(real_sizes)}",
         *real_rows, "",
@@ -332,6 +332,7 @@ def main() -> None:
     audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
     spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
             "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,
+            "source": str(args.data) if args.data else "noise of test-clean lengths",
             "utterance_ids": sorted(audio)}  # fmt: skip
     sgemm = sgemm_gflops()
     print(

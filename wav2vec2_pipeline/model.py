@@ -72,22 +72,25 @@ def load_ctc_model(model_dir: str) -> Wav2Vec2ForCTC:
     return model.eval()
 
 
+def model_file(model_dir: Path, name: str) -> Path:
+    path = model_dir / name
+    if not path.is_file():
+        raise PipelineError(f"{path} not found. {HOW_TO_GET_MODEL}.")
+    return path
+
+
 def load_feature_extractor(model_dir: Path | None) -> Wav2Vec2FeatureExtractor:
     """The model's own feature-extractor settings; without a dir, the defaults, which are base-960h's."""
     if model_dir is None:
         return Wav2Vec2FeatureExtractor()
-    if not (model_dir / PREPROCESSOR_FILE).is_file():
-        raise PipelineError(f"{model_dir / PREPROCESSOR_FILE} not found. {HOW_TO_GET_MODEL}.")
-    return Wav2Vec2FeatureExtractor.from_pretrained(model_dir)
+    return Wav2Vec2FeatureExtractor.from_pretrained(model_file(model_dir, PREPROCESSOR_FILE).parent)
 
 
 def load_vocab(model_dir: Path | None) -> tuple[str, ...]:
     """Token id -> token from the dir's vocab.json; without a dir, base-960h's vocabulary."""
     if model_dir is None:
         return BASE_960H_VOCAB
-    path = model_dir / VOCAB_FILE
-    if not path.is_file():
-        raise PipelineError(f"{path} not found. {HOW_TO_GET_MODEL}.")
+    path = model_file(model_dir, VOCAB_FILE)
     token_to_id: dict[str, int] = json.loads(path.read_text(encoding="utf-8"))
     if sorted(token_to_id.values()) != list(range(len(token_to_id))):
         raise PipelineError(f"{path}: token ids are not 0..{len(token_to_id) - 1}; is it a CTC vocab.json?")
@@ -98,6 +101,4 @@ def load_config(model_dir: Path | None) -> Wav2Vec2Config:
     """The dir's config.json (for its conv strides); without a dir, the defaults, which are base's."""
     if model_dir is None:
         return Wav2Vec2Config()
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise PipelineError(f"{model_dir / CONFIG_FILE} not found. {HOW_TO_GET_MODEL}.")
-    return Wav2Vec2Config.from_pretrained(model_dir)
+    return Wav2Vec2Config.from_pretrained(model_file(model_dir, CONFIG_FILE).parent)

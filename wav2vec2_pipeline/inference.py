@@ -48,10 +48,6 @@ class StageTiming:
     earlier, interrupted run not run again."""
     wall_s: float
 
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.wall_s
-
 
 @dataclass(frozen=True)
 class ModelThroughput:

@@ -30,13 +30,14 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
-from wav2vec2_pipeline.audio import fit_length, normalize, read_audio
+from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, num_frames
 from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, plan_bins, stitch
+from wav2vec2_pipeline.preprocess import make_batch
 from wav2vec2_pipeline.scoring import corpus_wer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -150,10 +151,7 @@ class Runner:
         normalized = {utt_id: normalize(samples, self.feature_extractor) for utt_id, samples in audio.items()}
         rows = []
         for bin_ in plan.bins:  # pad rows are not run, as compile.py does on the CPU
-            batch = np.zeros((len(bin_.rows), bin_.samples), dtype=np.float32)
-            for index, row in enumerate(bin_.rows):
-                batch[index] = fit_length(normalized[row.utt_id][row.start :], bin_.samples)
-            logits = self.forward(batch)
+            logits = self.forward(make_batch(bin_, len(bin_.rows), normalized.__getitem__))
             rows += [(row.utt_id, row.keep, logits[index]) for index, row in enumerate(bin_.rows)]
         return {utt_id: greedy_decode(logits, BASE_960H_VOCAB) for utt_id, logits in stitch(rows).items()}
 

@@ -13,7 +13,7 @@ from tests.tiny_model import save_tiny_model
 from wav2vec2_pipeline.backends import DeviceOptions, TorchScriptBackend
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes
-from wav2vec2_pipeline.inference import PROGRESS_FILE, completed, find_input_bins, run_bins
+from wav2vec2_pipeline.inference import PROGRESS_FILE, completed, find_input_bins, finished_bins, run_bins
 
 
 class StopsAfter(TorchScriptBackend):
@@ -122,3 +122,11 @@ def test_an_output_dir_that_cannot_be_created_is_a_clear_error(dataset) -> None:
                         "--output", f"{bad}/bins", "--data_path", f"{bad}/data", check=False)  # fmt: skip
     assert result.returncode == 2 and "cannot create /proc/no_such_dir/bins" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_progress_of_another_run_or_a_line_cut_short_is_not_trusted(tmp_path) -> None:
+    progress = tmp_path / PROGRESS_FILE
+    progress.write_text("key-1\nbatch_0.bin\t[1, 312, 32]\nbatch_1.bin\t[1, 312, 32]\nbatch_2.bin\t[1, 3")
+    assert finished_bins(progress, "key-1") == {"batch_0.bin": [1, 312, 32], "batch_1.bin": [1, 312, 32]}
+    assert finished_bins(progress, "key-2") == {}
+    assert finished_bins(tmp_path / "absent", "key-1") == {}

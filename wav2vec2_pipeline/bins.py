@@ -37,9 +37,18 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return " x ".join(str(dim) for dim in shape)
 
 
+def nbytes(shape: tuple[int, ...] | list[int]) -> int:
+    return int(np.prod(shape)) * DTYPE.itemsize
+
+
+def is_whole(path: Path, shape: tuple[int, ...] | list[int]) -> bool:
+    """Whether `path` holds exactly one float32 array of `shape` (what a finished write leaves)."""
+    return path.is_file() and path.stat().st_size == nbytes(shape)
+
+
 def check_bin_size(path: Path, shape: tuple[int, ...], hint: str) -> None:
     """Fail, naming the file, unless it holds exactly one float32 array of `shape`."""
-    expected = int(np.prod(shape)) * DTYPE.itemsize
+    expected = nbytes(shape)
     if not path.is_file():
         raise PipelineError(f"{path} not found. {hint}")
     actual = path.stat().st_size

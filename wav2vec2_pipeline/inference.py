@@ -1,6 +1,6 @@
 """Stage 3: run every input bin through a backend, write logits bins, and time it two ways."""
 
-import math
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from wav2vec2_pipeline.backends import Backend
 from wav2vec2_pipeline.bins import (
-    DTYPE,
     check_bin_size,
+    is_whole,
     list_bins,
     read_bin,
     read_manifest,
@@ -21,9 +21,9 @@ from wav2vec2_pipeline.bins import (
     write_manifest,
 )
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_json, make_dir, read_json
+from wav2vec2_pipeline.fileio import atomic_write_text, make_dir
 
-PROGRESS_FILE = ".progress.json"
+PROGRESS_FILE = ".progress.tsv"
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,23 @@ def completed(output_dir: Path, run_key: str) -> dict | None:
     manifest = read_manifest(output_dir)
     if manifest is None or manifest.get("run_key") != run_key:
         return None
-    whole = all(
-        (output_dir / name).is_file() and (output_dir / name).stat().st_size == math.prod(shape) * DTYPE.itemsize
-        for name, shape in manifest["bins"].items()
-    )
-    return manifest if whole else None
+    return manifest if all(is_whole(output_dir / name, shape) for name, shape in manifest["bins"].items()) else None
+
+
+def finished_bins(progress_path: Path, run_key: str) -> dict[str, list[int]]:
+    """Bins an interrupted run with the same `run_key` finished: the progress file is the key, then one
+    `name<TAB>shape` line per finished bin; a last line cut short by a kill is ignored."""
+    lines = progress_path.read_text().splitlines() if progress_path.is_file() else []
+    if not lines or lines[0] != run_key:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        name, _, shape = line.partition("\t")
+        try:
+            done[name] = json.loads(shape)
+        except json.JSONDecodeError:
+            break
+    return done
 
 
 def run_bins(
@@ -122,14 +134,15 @@ def run_bins(
     make_dir(output_dir)
     remove_manifest(output_dir)
     progress_path = output_dir / PROGRESS_FILE
-    progress = read_json(progress_path, "progress", "compile.py") if progress_path.is_file() else {}
-    done: dict[str, list[int]] = progress.get("done", {}) if progress.get("run_key") == run_key else {}
+    done = finished_bins(progress_path, run_key)
+    if not done:
+        atomic_write_text(progress_path, f"{run_key}\n")
     output_shapes: dict[str, list[int]] = {}
     rows_run = 0
     start = time.perf_counter()
     for path, shape in tqdm(inputs.shapes.items(), desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
         out = output_dir / path.name
-        if path.name in done and out.is_file() and out.stat().st_size == math.prod(done[path.name]) * DTYPE.itemsize:
+        if path.name in done and is_whole(out, done[path.name]):
             output_shapes[path.name] = done[path.name]
             continue
         used = None if inputs.rows_used is None else inputs.rows_used[path]
@@ -141,7 +154,8 @@ def run_bins(
         write_bin(out, logits)
         output_shapes[path.name] = list(logits.shape)
         rows_run += shape[0] if used is None or backend.static_shapes else used
-        atomic_write_json(progress_path, {"run_key": run_key, "done": output_shapes})
+        with progress_path.open("a") as progress:  # one short line a bin: appending stays cheap over thousands
+            progress.write(f"{path.name}\t{json.dumps(output_shapes[path.name])}\n")
     wall_s = time.perf_counter() - start
     write_manifest(
         output_dir, output_shapes, batch_size=inputs.batch_size, run_key=run_key, backend=backend.name, **facts

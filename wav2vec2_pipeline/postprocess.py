@@ -9,7 +9,7 @@ from tqdm import tqdm
 from transformers import Wav2Vec2Config
 
 from wav2vec2_pipeline.batches import BatchMap, read_ground_truth, read_map
-from wav2vec2_pipeline.bins import check_bin_size, read_bin, read_manifest, shape_text
+from wav2vec2_pipeline.bins import read_bin, read_manifest, shape_text
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_json
@@ -45,11 +45,12 @@ def stitch_logits(
 
     def rows() -> Iterator[tuple[str, tuple[int, int], np.ndarray]]:
         for name, utt_ids in tqdm(batch_map.bins.items(), desc="reading logits", disable=None):
-            logits = read_bin(output_dir / name, check_shape(name), "")
+            logits = read_bin(output_dir / name, *expected_shape(name))
             for row, (utt_id, keep) in enumerate(zip(utt_ids, batch_map.keep_frames[name], strict=True)):
                 yield utt_id, (keep[0], keep[1]), logits[row]
 
-    def check_shape(name: str) -> tuple[int, int, int]:
+    def expected_shape(name: str) -> tuple[tuple[int, int, int], str]:
+        """The bin's shape from the map (checked against compile.py's manifest), and what to do if it differs."""
         shape = (batch_map.batch_size, num_frames(batch_map.bin_samples[name], config), vocab_size)
         if manifest is not None and tuple(manifest["bins"].get(name, ())) != shape:
             raise PipelineError(
@@ -60,8 +61,7 @@ def stitch_logits(
             f"Expected logits for --batch_size {batch_map.batch_size} and rows of {batch_map.bin_samples[name]} "
             "samples; re-run compile.py on the bins of this batch size."
         )
-        check_bin_size(output_dir / name, shape, hint)
-        return shape
+        return shape, hint
 
     return stitch(rows())
 

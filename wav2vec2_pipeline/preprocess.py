@@ -3,6 +3,7 @@
 import functools
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
 from wav2vec2_pipeline.audio import audio_num_samples, fit_length, normalize, read_audio
 from wav2vec2_pipeline.batches import BatchMap, batch_map_from_plan, map_path, read_map, write_ground_truth, write_map
-from wav2vec2_pipeline.bins import DTYPE, list_bins, read_manifest, remove_manifest, write_bin, write_manifest
+from wav2vec2_pipeline.bins import is_whole, list_bins, read_manifest, remove_manifest, write_bin, write_manifest
 from wav2vec2_pipeline.fileio import make_dir
 from wav2vec2_pipeline.librispeech import AUDIO_SUFFIX, TRANSCRIPT_SUFFIX, find_utterances
 from wav2vec2_pipeline.model import num_frames
@@ -44,7 +45,7 @@ class PreprocessResult:
     ground_truth_file: Path
 
 
-def make_batch(bin_: Bin, batch_size: int, normalized_audio) -> np.ndarray:
+def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.ndarray]) -> np.ndarray:
     """One bin's rows, each a window of its utterance's normalised audio, zero-padded; missing rows stay zero."""
     rows = np.zeros((batch_size, bin_.samples), dtype=np.float32)
     for index, row in enumerate(bin_.rows):
@@ -74,17 +75,15 @@ def preprocess_id(
     )
 
 
-def up_to_date(output_dir: Path, data_path: Path, batch_size: int, run_id: str) -> BatchMap | None:
-    """The previous run's map, if it came from the same inputs and settings and all its bins are whole."""
+def up_to_date(output_dir: Path, data_path: Path, batch_size: int, run_id: str) -> bool:
+    """Whether the previous run came from the same inputs and settings and left its map and every bin whole."""
     manifest = read_manifest(output_dir)
     if manifest is None or manifest.get("preprocess_id") != run_id or not map_path(data_path, batch_size).is_file():
-        return None
+        return False
     batch_map = read_map(data_path, batch_size)
-    whole = all(
-        (output_dir / name).is_file() and (output_dir / name).stat().st_size == batch_size * samples * DTYPE.itemsize
-        for name, samples in batch_map.bin_samples.items()
+    return batch_map.preprocess_id == run_id and all(
+        is_whole(output_dir / name, (batch_size, samples)) for name, samples in batch_map.bin_samples.items()
     )
-    return batch_map if whole and batch_map.preprocess_id == run_id else None
 
 
 def preprocess(
@@ -101,7 +100,7 @@ def preprocess(
     None, writing nothing, where the outputs are already complete for the same inputs and settings."""
     utterances = find_utterances(input_dir)
     run_id = preprocess_id(input_dir, batch_size, layout, feature_extractor, config)
-    if not overwrite and up_to_date(output_dir, data_path, batch_size, run_id) is not None:
+    if not overwrite and up_to_date(output_dir, data_path, batch_size, run_id):
         return None
     by_id = {u.utt_id: u for u in utterances}
     lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio", disable=None)}

@@ -9,20 +9,20 @@ static 100000-sample window, long utterances chunked); (c) the faster variants, 
 with length buckets. Two workloads: fixed 100000-sample rows (the reference's measure: forward only, samples/s)
 and real test-clean lengths (a fixed-seed sample of ../shared/data/librispeech-meta durations; raw audio to
 text, batching and normalisation included: audio seconds per wall second). Each variant runs in its own
-process (for its peak RSS); rounds alternate between variants; figures are medians over rounds. Writes
-benchmarks/results/cpu_throughput.md and .png.
+process (for its peak RSS), kept alive across rounds so later rounds run warm, as compile.py's timed runs do;
+rounds alternate between variants; figures are medians over rounds. Writes
+benchmarks/results/cpu_throughput.md, .png and .json (every round's timings).
 """
 
 import argparse
 import json
+import multiprocessing
 import random
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +156,27 @@ class Runner:
         return {utt_id: greedy_decode(logits, BASE_960H_VOCAB) for utt_id, logits in stitch(rows).items()}
 
 
-def worker(variant: Variant, spec: dict) -> dict:
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    runner = Runner(variant, spec)
-    load_s = time.perf_counter() - start
-    audio = dict(np.load(spec["audio"]))
-    runner.forward(fixed_batch(1))  # warm-up
-    result: dict = {"load_s": load_s, "fixed_s": {}, "real_s": {}}
+@dataclass
+class Measured:
+    """One variant's figures: per round timings, and what is measured once."""
+
+    load_s: float
+    rounds: list[dict] = field(default_factory=list)
+    """Per round: `fixed_s` and `real_s` (seconds by batch size) and the `hypotheses` of the real-length run."""
+    peak_rss_mib: float = 0.0
+    parity_logits: np.ndarray | None = None
+    """Logits of a fixed 2 x 100000 batch, for parity with (b)."""
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that over from the
+    parent across fork and exec, so a worker would report the parent's peak when its own is lower."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+def one_round(runner: Runner, audio: dict[str, np.ndarray], spec: dict) -> dict:
+    result: dict = {"sgemm_gflops": sgemm_gflops(), "fixed_s": {}, "real_s": {}}  # side by side with the model
     for batch_size in spec["batch_sizes"]:
         start = time.perf_counter()
         runner.forward(fixed_batch(batch_size))
@@ -172,9 +185,24 @@ def worker(variant: Variant, spec: dict) -> dict:
         start = time.perf_counter()
         result["hypotheses"] = runner.transcribe(audio, batch_size)
         result["real_s"][batch_size] = time.perf_counter() - start
-    np.save(spec["parity_out"], runner.forward(fixed_batch(2)))
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+def serve(variant: Variant, spec: dict, connection: Connection) -> None:
+    """A worker process: load the variant, then run a round each time the parent asks, until it says stop.
+    Staying alive across rounds means rounds after the first run warm, as compile.py's timed runs do."""
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    runner = Runner(variant, spec)
+    measured = Measured(load_s=time.perf_counter() - start)
+    audio = dict(np.load(spec["audio"]))
+    runner.forward(fixed_batch(1))  # warm-up
+    connection.send(None)
+    while connection.recv():
+        connection.send(one_round(runner, audio, spec))
+    measured.parity_logits = runner.forward(fixed_batch(2))
+    measured.peak_rss_mib = peak_rss_mib()
+    connection.send(measured)
 
 
 # ---- parent: inputs, rounds, report ---------------------------------------------------------------------------
@@ -191,19 +219,35 @@ def real_audio(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[st
     return {u: (0.1 * rng.standard_normal(lengths[u])).astype(np.float32) for u in sample}, {}
 
 
-def run_worker(variant: Variant, spec: dict, workdir: Path, round_index: int) -> dict:
-    spec = spec | {"parity_out": str(workdir / f"parity_{VARIANTS.index(variant)}.npy")}
-    spec_path = workdir / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    out = workdir / f"result_{VARIANTS.index(variant)}_{round_index}.json"
-    command = [sys.executable, "-m", "benchmarks.cpu_throughput", "--worker", str(VARIANTS.index(variant)),
-               "--spec", str(spec_path), "--out", str(out)]  # fmt: skip
-    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
-    return json.loads(out.read_text())
+def measure(variants: list[Variant], spec: dict, rounds: int) -> dict[Variant, Measured]:
+    """Each variant in its own process (for its own peak RSS), all alive at once; rounds alternate between
+    variants, so a slow spell of the machine hits them all alike."""
+    context = multiprocessing.get_context("spawn")
+    connections, processes = {}, []
+    for variant in variants:
+        parent_end, child_end = context.Pipe()
+        processes.append(context.Process(target=serve, args=(variant, spec, child_end)))
+        processes[-1].start()
+        parent_end.recv()  # loaded: load each in turn, not all at once
+        connections[variant] = parent_end
+    per_round: dict[Variant, list[dict]] = {variant: [] for variant in variants}
+    for round_index in range(rounds):
+        for variant, connection in connections.items():
+            connection.send(True)
+            per_round[variant].append(connection.recv())
+            print(f"round {round_index + 1}/{rounds}: {variant.label} done", flush=True)
+    results = {}
+    for variant, connection in connections.items():
+        connection.send(False)
+        results[variant] = connection.recv()
+        results[variant].rounds = per_round[variant]
+    for process in processes:
+        process.join()
+    return results
 
 
-def median_of(results: list[dict], key: str, batch_size: int) -> float:
-    return statistics.median(r[key][str(batch_size)] for r in results)
+def median_of(measured: Measured, key: str, batch_size: int) -> float:
+    return statistics.median(r[key][batch_size] for r in measured.rounds)
 
 
 def parity(logits: np.ndarray, reference: np.ndarray) -> str:
@@ -216,20 +260,22 @@ def ratio_cells(values: list[float], ratios: list[float]) -> str:
     return " | ".join(f"{value:.2f} ({ratio:.2f}x)" for value, ratio in zip(values, ratios, strict=True))
 
 
-def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm: float, workdir: Path,
+def report(results: dict[Variant, Measured], spec: dict, audio_s: float,
            references: dict[str, str], config: Wav2Vec2Config) -> str:  # fmt: skip
     sizes, real_sizes = spec["batch_sizes"], spec["real_batch_sizes"]
     flops = flops_per_row(MAX_SAMPLES, config)
     eager = results[VARIANTS[0]]
-    shipped = np.load(workdir / "parity_1.npy")
+    shipped = results[VARIANTS[1]].parity_logits
     at = 8 if 8 in sizes else sizes[-1]
+    sgemm = statistics.median(r["sgemm_gflops"] for runs in results.values() for r in runs.rounds)
     fixed_rows, real_rows, other_rows = [], [], []
     for variant, runs in results.items():
         fixed = [bs / median_of(runs, "fixed_s", bs) for bs in sizes]
         fixed_ratio = [median_of(eager, "fixed_s", bs) / median_of(runs, "fixed_s", bs) for bs in sizes]
-        gflops = at / median_of(runs, "fixed_s", at) * flops.total / 1e9
+        gflops = [at * flops.total / r["fixed_s"][at] / 1e9 for r in runs.rounds]
+        share = statistics.median(g / r["sgemm_gflops"] for g, r in zip(gflops, runs.rounds, strict=True))
         fixed_rows.append(
-            f"| {variant.label} | {ratio_cells(fixed, fixed_ratio)} | {gflops:.0f} ({gflops / sgemm:.0%}) |"
+            f"| {variant.label} | {ratio_cells(fixed, fixed_ratio)} | {statistics.median(gflops):.0f} ({share:.0%}) |"
         )
         real = [audio_s / median_of(runs, "real_s", bs) for bs in real_sizes]
         real_ratio = [median_of(eager, "real_s", bs) / median_of(runs, "real_s", bs) for bs in real_sizes]
@@ -237,16 +283,15 @@ def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm
         wer = None
         if references:
             ids = sorted(references)
-            wer = corpus_wer([references[u] for u in ids], [runs[-1]["hypotheses"][u] for u in ids])
+            wer = corpus_wer([references[u] for u in ids], [runs.rounds[-1]["hypotheses"][u] for u in ids])
         other_rows.append(
-            f"| {variant.label} | {statistics.median(r['peak_rss_mib'] for r in runs):.0f} | "
-            f"{statistics.median(r['load_s'] for r in runs):.1f} | "
-            f"{parity(np.load(workdir / f'parity_{VARIANTS.index(variant)}.npy'), shipped)} | "
-            f"{'n/a' if wer is None else f'{wer:.4f}'} |"
+            f"| {variant.label} | {runs.peak_rss_mib:.0f} | {runs.load_s:.1f} | "
+            f"{parity(runs.parity_logits, shipped)} | {'n/a' if wer is None else f'{wer:.4f}'} |"
         )
     return "\n".join([
         f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and GFLOP/s at bs {at} (share of this "
-        f"machine's sgemm rate, {sgemm:.0f} GFLOP/s; {flops.total / 1e9:.1f} GFLOP per row: "
+        f"machine's sgemm rate measured in the same process and round; median {sgemm:.0f} GFLOP/s; "
+        f"{flops.total / 1e9:.1f} GFLOP per row: "
         f"{flops.convolution / 1e9:.1f} in convolutions, {flops.matmul / 1e9:.1f} in matrix products)\n",
         f"| variant | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
         *fixed_rows, "",
@@ -260,7 +305,7 @@ def report(results: dict[Variant, list[dict]], spec: dict, audio_s: float, sgemm
     ])  # fmt: skip
 
 
-def plot(results: dict[Variant, list[dict]], spec: dict, audio_s: float, path: Path) -> None:
+def plot(results: dict[Variant, Measured], spec: dict, audio_s: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4.5), dpi=110)
@@ -304,13 +349,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:
-        args.out.write_text(json.dumps(worker(VARIANTS[args.worker], json.loads(args.spec.read_text()))))
-        return
     if args.quick:
         args.batch_sizes, args.real_batch_sizes, args.utterances, args.rounds = [1, 8], [8], 3, 2
     variants = [v for v in VARIANTS if v.key in {EAGER, "torchscript", *args.variants}]
@@ -325,6 +364,9 @@ def main() -> None:
         )
     model = load_ctc_model(args.model_dir)
     save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
+    for variant in variants:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
+        if variant.backend != EAGER:
+            create_backend(variant.backend, DeviceOptions()).load(workdir / "traced.pth")
     audio, references = real_audio(args)
     np.savez(workdir / "audio.npz", **audio)
     audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
@@ -332,19 +374,18 @@ def main() -> None:
             "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,
             "source": str(args.data) if args.data else "noise of test-clean lengths",
             "utterance_ids": sorted(audio)}  # fmt: skip
-    sgemm = sgemm_gflops()
-    print(
-        f"sgemm: {sgemm:.0f} GFLOP/s with {torch.get_num_threads()} threads; {len(audio)} utterances, {audio_s:.1f} s"
-    )
-    results: dict[Variant, list[dict]] = {variant: [] for variant in variants}
-    for round_index in range(args.rounds):
-        for variant in variants:
-            results[variant].append(run_worker(variant, spec, workdir, round_index))
-            print(f"round {round_index + 1}/{args.rounds}: {variant.label} done", flush=True)
+    print(f"{len(audio)} utterances, {audio_s:.1f} s; {torch.get_num_threads()} threads")
+    results = measure(variants, spec, args.rounds)
     args.output.mkdir(parents=True, exist_ok=True)
-    table = report(results, spec, audio_s, sgemm, workdir, references, model.config)
+    table = report(results, spec, audio_s, references, model.config)
     table += f"\n\nWhole benchmark: {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads."
     (args.output / "cpu_throughput.md").write_text(table + "\n")
+    raw = {
+        variant.key: {"load_s": measured.load_s, "peak_rss_mib": measured.peak_rss_mib,
+                      "rounds": [{k: v for k, v in r.items() if k != "hypotheses"} for r in measured.rounds]}
+        for variant, measured in results.items()
+    }  # fmt: skip
+    (args.output / "cpu_throughput.json").write_text(json.dumps({"spec": spec, "variants": raw}))
     plot(results, spec, audio_s, args.output / "cpu_throughput.png")
     print(table)
 

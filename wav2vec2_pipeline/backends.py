@@ -132,9 +132,9 @@ class OnnxRuntimeBackend(Backend):
         self.session = self.session_for(self.onnx_model(torchscript_path))
 
     def onnx_model(self, torchscript_path: Path) -> Path:
-        module = load_torchscript(torchscript_path, "cpu")
         path = torchscript_path.with_name(f"{torchscript_path.stem}.{file_sha256(torchscript_path)[:16]}.onnx")
         if not path.is_file():
+            module = load_torchscript(torchscript_path, "cpu")
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(

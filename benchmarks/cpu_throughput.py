@@ -333,7 +333,11 @@ def plot(results: dict[Variant, Measured], spec: dict, audio_s: float, path: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="batch sizes 1 and 8, 3 utterances, 2 rounds")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch sizes 1 and 8, 3 utterances, 2 rounds (a check, not figures: half the rounds run cold)",
+    )
     parser.add_argument("--model_dir", help="real weights: WER beside each variant (with --data)")
     parser.add_argument("--data", type=Path, help="a LibriSpeech split to transcribe instead of noise of real lengths")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8, 16], help="fixed-row workload")

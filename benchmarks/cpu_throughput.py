@@ -30,6 +30,7 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
+from benchmarks.random_base_model import save_random_base_model
 from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
 from wav2vec2_pipeline.ctc import greedy_decode
@@ -113,6 +114,11 @@ def fixed_batch(batch_size: int) -> np.ndarray:
     return np.random.default_rng(batch_size).standard_normal((batch_size, MAX_SAMPLES), dtype=np.float32)
 
 
+def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(batch)).logits.numpy()
+
+
 class Runner:
     """Raw audio -> logits for one variant."""
 
@@ -128,8 +134,7 @@ class Runner:
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         if self.variant.backend == EAGER:
-            with torch.inference_mode():
-                return self.model(torch.from_numpy(batch)).logits.numpy()
+            return eager_logits(self.model, batch)
         return self.backend.to_host(self.backend.forward(self.backend.to_device(batch)))
 
     def transcribe(self, audio: dict[str, np.ndarray], batch_size: int) -> dict[str, str]:
@@ -162,7 +167,8 @@ class Measured:
 
     load_s: float
     rounds: list[dict] = field(default_factory=list)
-    """Per round: `fixed_s` and `real_s` (seconds by batch size) and the `hypotheses` of the real-length run."""
+    """Per round: `sgemm_gflops`, `fixed_s` and `real_s` (seconds by batch size), and the `hypotheses` of the
+    real-length run."""
     peak_rss_mib: float = 0.0
     parity_logits: np.ndarray | None = None
     """Logits of a fixed 2 x 100000 batch, for parity with (b)."""
@@ -178,8 +184,9 @@ def peak_rss_mib() -> float:
 def one_round(runner: Runner, audio: dict[str, np.ndarray], spec: dict) -> dict:
     result: dict = {"sgemm_gflops": sgemm_gflops(), "fixed_s": {}, "real_s": {}}  # side by side with the model
     for batch_size in spec["batch_sizes"]:
+        batch = fixed_batch(batch_size)
         start = time.perf_counter()
-        runner.forward(fixed_batch(batch_size))
+        runner.forward(batch)
         result["fixed_s"][batch_size] = time.perf_counter() - start
     for batch_size in spec["real_batch_sizes"]:
         start = time.perf_counter()
@@ -199,7 +206,8 @@ def serve(variant: Variant, spec: dict, connection: Connection) -> None:
     runner.forward(fixed_batch(1))  # warm-up
     connection.send(None)
     while connection.recv():
-        connection.send(one_round(runner, audio, spec))
+        measured.rounds.append(one_round(runner, audio, spec))
+        connection.send(None)
     measured.parity_logits = runner.forward(fixed_batch(2))
     measured.peak_rss_mib = peak_rss_mib()
     connection.send(measured)
@@ -230,17 +238,15 @@ def measure(variants: list[Variant], spec: dict, rounds: int) -> dict[Variant, M
         processes[-1].start()
         parent_end.recv()  # loaded: load each in turn, not all at once
         connections[variant] = parent_end
-    per_round: dict[Variant, list[dict]] = {variant: [] for variant in variants}
     for round_index in range(rounds):
         for variant, connection in connections.items():
             connection.send(True)
-            per_round[variant].append(connection.recv())
+            connection.recv()
             print(f"round {round_index + 1}/{rounds}: {variant.label} done", flush=True)
     results = {}
     for variant, connection in connections.items():
         connection.send(False)
         results[variant] = connection.recv()
-        results[variant].rounds = per_round[variant]
     for process in processes:
         process.join()
     return results
@@ -361,11 +367,7 @@ def main() -> None:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="cpu-throughput-"))
     if args.model_dir is None:
-        from tests.tiny_model import save_random_model
-
-        args.model_dir = str(
-            save_random_model(workdir / "base_random", Wav2Vec2Config(vocab_size=len(BASE_960H_VOCAB)))
-        )
+        args.model_dir = str(save_random_base_model(workdir / "base_random"))
     model = load_ctc_model(args.model_dir)
     save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
     for variant in variants:  # one-time work (ONNX export, quantisation) is cached, so workers load warm

@@ -11,6 +11,7 @@ from one profiled run.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+from transformers import Wav2Vec2ForCTC
 
-from benchmarks.cpu_throughput import RowFlops, fixed_batch, flops_per_row, sgemm_gflops
+from benchmarks.cpu_throughput import RowFlops, eager_logits, fixed_batch, flops_per_row, sgemm_gflops
+from benchmarks.random_base_model import save_random_base_model
 from wav2vec2_pipeline.backends import DeviceOptions, OnnxRuntimeBackend, OnnxRuntimeInt8Backend
 from wav2vec2_pipeline.export import save_torchscript, trace
-from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, load_ctc_model
+from wav2vec2_pipeline.model import MAX_SAMPLES, load_ctc_model
 
 LINEAR, ATTENTION, CONVOLUTION, OTHER = "linear layers", "attention products", "convolutions", "everything else"
 TORCH_KINDS = {
@@ -60,15 +62,12 @@ def torch_split(run: Callable[[], object]) -> Counter:
     return split
 
 
-def ort_split(onnx_path: Path, batch: np.ndarray, workdir: Path) -> Counter:
-    """Seconds per kind in one profiled run (after a warm-up) of an ONNX Runtime session."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+def ort_split(backend: OnnxRuntimeBackend, traced: Path, batch: np.ndarray, workdir: Path) -> Counter:
+    """Seconds per kind in one profiled run (after a warm-up) of a session set up as the backend sets it up."""
+    options = backend.session_options()
     options.enable_profiling = True
     options.profile_file_prefix = str(workdir / "ort_profile")
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = backend.session_for(backend.onnx_model(traced), options)
     for _ in range(2):
         session.run(None, {"input_values": batch})
     events = json.loads(Path(session.end_profiling()).read_text())
@@ -84,14 +83,6 @@ def quantized_linear(model: Wav2Vec2ForCTC) -> torch.nn.Module:
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, not installed here
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def eager_forward(model: torch.nn.Module, batch: np.ndarray) -> Callable[[], np.ndarray]:
-    def forward() -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch)).logits.numpy()
-
-    return forward
 
 
 def cells(split: Counter, wall_s: float, flops: RowFlops, batch_size: int, sgemm: float) -> list[str]:
@@ -113,10 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="op-profile-"))
     if args.model_dir is None:
-        from tests.tiny_model import save_random_model
-
-        config = Wav2Vec2Config(vocab_size=len(BASE_960H_VOCAB))
-        args.model_dir = str(save_random_model(workdir / "base_random", config))
+        args.model_dir = str(save_random_base_model(workdir / "base_random"))
     model = load_ctc_model(args.model_dir)
     traced = workdir / "traced.pth"
     save_torchscript(trace(model, MAX_SAMPLES), traced)
@@ -125,8 +113,8 @@ def main() -> None:
     for backend in backends.values():
         backend.load(traced)
     eager = {"eager fp32": model, "eager, torch dynamic int8 Linear": quantized_linear(model)}
-    runs = {name: eager_forward(module, batch) for name, module in eager.items()} | {
-        name: (lambda backend=backend: backend.forward(batch)) for name, backend in backends.items()
+    runs = {name: functools.partial(eager_logits, module, batch) for name, module in eager.items()} | {
+        name: functools.partial(backend.forward, batch) for name, backend in backends.items()
     }
     for run in runs.values():
         run()  # warm-up
@@ -139,7 +127,7 @@ def main() -> None:
             run()
             times[name].append(time.perf_counter() - start)
     splits = {name: torch_split(runs[name]) for name in eager} | {
-        name: ort_split(backend.onnx_model(traced), batch, workdir) for name, backend in backends.items()
+        name: ort_split(backend, traced, batch, workdir) for name, backend in backends.items()
     }
     flops = flops_per_row(MAX_SAMPLES, model.config)
     sgemm = statistics.median(sgemm_rates)

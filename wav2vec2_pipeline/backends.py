@@ -129,7 +129,7 @@ class OnnxRuntimeBackend(Backend):
     def load(self, torchscript_path: Path) -> None:
         if not self.available():
             raise PipelineError(f"--backend {self.name} needs onnxruntime: pip install -r requirements.txt")
-        self.session = self.session_for(self.onnx_model(torchscript_path))
+        self.session = self.session_for(self.onnx_model(torchscript_path), self.session_options())
 
     def onnx_model(self, torchscript_path: Path) -> Path:
         path = torchscript_path.with_name(f"{torchscript_path.stem}.{file_sha256(torchscript_path)[:16]}.onnx")
@@ -145,13 +145,18 @@ class OnnxRuntimeBackend(Backend):
                 os.replace(f"{tmp}/model.onnx", path)
         return path
 
-    def session_for(self, onnx_path: Path):
+    def session_options(self):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.options.threads is not None:
             options.intra_op_num_threads = self.options.threads
+        return options
+
+    def session_for(self, onnx_path: Path, options):
+        import onnxruntime
+
         return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def to_device(self, batch: np.ndarray) -> np.ndarray:

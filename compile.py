@@ -32,7 +32,9 @@ def main() -> None:
     parser.add_argument("--input_path", type=Path, required=True, help="dir of input bins from wav2vec2_preprocess.py")
     parser.add_argument("--output_path", type=Path, required=True, help="dir for the logits bins")
     parser.add_argument("--torchscript_path", type=Path, default=Path("traced.pth"))
-    parser.add_argument("--backend", choices=[AUTO, *BACKENDS], default=AUTO, help="auto tries aie, cuda, torchscript")
+    parser.add_argument(
+        "--backend", choices=[AUTO, *BACKENDS], default=AUTO, help="auto tries aie, cuda, onnxruntime, torchscript"
+    )
     parser.add_argument(
         "--max_samples",
         type=int,

@@ -1,22 +1,25 @@
-"""CPU throughput of the shipped path and its faster variants, side by side with eager HF transformers.
+"""CPU throughput of the shipped path and its variants, side by side with eager HF transformers.
 
     python3 -m benchmarks.cpu_throughput [--quick] [--model_dir DIR --data LibriSpeech/test-clean]
 
 Times, in one run and on the same inputs, at base-960h's architecture size (random weights unless
 --model_dir): (a) what a user would write instead, `model(processor(audio).input_values).logits` in eager
-PyTorch fp32, batched with padding in dataset order; (b) compile.py's CPU path as shipped (TorchScript, the
-static 100000-sample window, long utterances chunked); (c) the faster variants, each a compile.py backend,
-with length buckets. Two workloads: fixed 100000-sample rows (the reference's measure: forward only, samples/s)
-and real test-clean lengths (a fixed-seed sample of ../shared/data/librispeech-meta durations; raw audio to
-text, batching and normalisation included: audio seconds per wall second). Each variant runs in its own
-process (for its peak RSS), kept alive across rounds so later rounds run warm, as compile.py's timed runs do;
-rounds alternate between variants; figures are medians over rounds. Writes
-benchmarks/results/cpu_throughput.md, .png and .json (every round's timings).
-"""
+PyTorch fp32, batched with padding in dataset order; (b) compile.py's CPU path as shipped (`--backend auto`,
+which is onnxruntime on a CPU); and the other CPU backends asked for, each a compile.py backend. Two
+workloads: fixed 100000-sample rows (the reference's measure: forward only, samples/s; it depends only on the
+backend) and real test-clean lengths (a fixed-seed sample of ../shared/data/librispeech-meta durations, one
+utterance from each length stratum; raw audio to text, batching and normalisation included: audio seconds per
+wall second), for which each backend runs one or more row layouts (length buckets, or the static window).
+Each backend runs in its own process (for its peak RSS), warmed up on the largest fixed batch and kept alive
+across rounds, so every timed run is warm, as compile.py's are; rounds alternate between backends; figures
+are medians over rounds. Writes
+benchmarks/results/cpu_throughput.md, .png and .json (every round's timings)."""
 
 import argparse
+import functools
 import json
 import multiprocessing
+import operator
 import random
 import statistics
 import tempfile
@@ -43,25 +46,39 @@ from wav2vec2_pipeline.scoring import corpus_wer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EAGER = "eager"
+SHIPPED = "onnxruntime"
+"""What `compile.py --backend auto` runs on a CPU."""
+BACKEND_LABELS = {
+    EAGER: "(a) eager HF transformers",
+    SHIPPED: "(b) onnxruntime, compile.py's CPU default",
+    "onnxruntime-int8": "onnxruntime-int8 (opt-in)",
+    "torchscript": "torchscript",
+    "torchscript-frozen": "torchscript-frozen",
+}
 
 
 @dataclass(frozen=True)
 class Variant:
+    """A way from raw audio to text on the real-length workload: a backend and the row layout it runs."""
+
     key: str
-    label: str
     backend: str
     """A compile.py backend name, or `eager` for the HF model itself."""
     windows: tuple[int, ...]
-    """Row lengths for the real-length workload (one: the static window; several: buckets)."""
+    """Row lengths (one: the static window, long utterances chunked; several: `--bucket`); eager: none."""
+    label: str
 
 
 VARIANTS = (
-    Variant(EAGER, "(a) eager HF transformers", EAGER, ()),
-    Variant("torchscript", "(b) torchscript, as shipped", "torchscript", (MAX_SAMPLES,)),
-    Variant("torchscript-frozen", "torchscript-frozen + buckets", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES),
-    Variant("onnxruntime", "onnxruntime + buckets", "onnxruntime", DEFAULT_BUCKET_SAMPLES),
-    Variant("onnxruntime-int8", "onnxruntime-int8 + buckets (opt-in)", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES),
+    Variant(EAGER, EAGER, (), "(a) eager HF transformers, each batch padded to its longest"),
+    Variant(SHIPPED, SHIPPED, DEFAULT_BUCKET_SAMPLES, "(b) onnxruntime --bucket"),
+    Variant("onnxruntime-window", SHIPPED, (MAX_SAMPLES,), "(b) onnxruntime, 100000-sample window"),
+    Variant("onnxruntime-int8", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES, "onnxruntime-int8 --bucket (opt-in)"),
+    Variant("torchscript", "torchscript", (MAX_SAMPLES,), "torchscript, 100000-sample window"),
+    Variant("torchscript-frozen", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES, "torchscript-frozen --bucket"),
 )
+DEFAULT_VARIANTS = (EAGER, SHIPPED, "onnxruntime-int8")
+"""The rest measured no faster than these in earlier runs (README), and each costs a minute or more."""
 
 
 @dataclass(frozen=True)
@@ -120,25 +137,25 @@ def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 
 
 class Runner:
-    """Raw audio -> logits for one variant."""
+    """Raw audio -> logits for one backend."""
 
-    def __init__(self, variant: Variant, spec: dict) -> None:
-        self.variant = variant
+    def __init__(self, backend: str, spec: dict) -> None:
+        self.backend_name = backend
         self.feature_extractor = Wav2Vec2FeatureExtractor()
         self.config = Wav2Vec2Config.from_pretrained(spec["model_dir"])
-        if variant.backend == EAGER:
+        if backend == EAGER:
             self.model = Wav2Vec2ForCTC.from_pretrained(spec["model_dir"]).eval()
         else:
-            self.backend = create_backend(variant.backend, DeviceOptions())
+            self.backend = create_backend(backend, DeviceOptions())
             self.backend.load(Path(spec["traced"]))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        if self.variant.backend == EAGER:
+        if self.backend_name == EAGER:
             return eager_logits(self.model, batch)
         return self.backend.to_host(self.backend.forward(self.backend.to_device(batch)))
 
-    def transcribe(self, audio: dict[str, np.ndarray], batch_size: int) -> dict[str, str]:
-        if self.variant.backend == EAGER:  # what a user writes: the processor pads each batch to its longest
+    def transcribe(self, audio: dict[str, np.ndarray], batch_size: int, windows: tuple[int, ...]) -> dict[str, str]:
+        if self.backend_name == EAGER:  # what a user writes: the processor pads each batch to its longest
             ids, texts = list(audio), {}
             for start in range(0, len(ids), batch_size):
                 group = ids[start : start + batch_size]
@@ -151,8 +168,8 @@ class Runner:
                     )
             return texts
         lengths = {utt_id: len(samples) for utt_id, samples in audio.items()}
-        stride = num_frames(max(self.variant.windows), self.config) // 6
-        plan = plan_bins(lengths, batch_size, self.variant.windows, CHUNK, stride, self.config)
+        stride = num_frames(max(windows), self.config) // 6
+        plan = plan_bins(lengths, batch_size, windows, CHUNK, stride, self.config)
         normalized = {utt_id: normalize(samples, self.feature_extractor) for utt_id, samples in audio.items()}
         rows = []
         for bin_ in plan.bins:  # pad rows are not run, as compile.py does on the CPU
@@ -163,15 +180,16 @@ class Runner:
 
 @dataclass
 class Measured:
-    """One variant's figures: per round timings, and what is measured once."""
+    """One backend's figures: per round timings, and what is measured once."""
 
     load_s: float
     rounds: list[dict] = field(default_factory=list)
-    """Per round: `sgemm_gflops`, `fixed_s` and `real_s` (seconds by batch size), and the `hypotheses` of the
-    real-length run."""
+    """Per round: `sgemm_gflops` (on both sides of the fixed run at `share_at`), `fixed_s` (seconds by batch
+    size), `real_s` (by variant key, then batch size), and `hypotheses` (by variant key) of the real-length
+    runs."""
     peak_rss_mib: float = 0.0
     parity_logits: np.ndarray | None = None
-    """Logits of a fixed 2 x 100000 batch, for parity with (b)."""
+    """Logits of a fixed 2 x 100000 batch, for parity with fp32 TorchScript."""
 
 
 def peak_rss_mib() -> float:
@@ -181,32 +199,38 @@ def peak_rss_mib() -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
-def one_round(runner: Runner, audio: dict[str, np.ndarray], spec: dict) -> dict:
-    result: dict = {"sgemm_gflops": sgemm_gflops(), "fixed_s": {}, "real_s": {}}  # side by side with the model
+def one_round(runner: Runner, variants: list[Variant], audio: dict[str, np.ndarray], spec: dict) -> dict:
+    result: dict = {"fixed_s": {}, "real_s": {}, "hypotheses": {}}
     for batch_size in spec["batch_sizes"]:
         batch = fixed_batch(batch_size)
+        before = sgemm_gflops() if batch_size == spec["share_at"] else None
         start = time.perf_counter()
         runner.forward(batch)
         result["fixed_s"][batch_size] = time.perf_counter() - start
-    for batch_size in spec["real_batch_sizes"]:
-        start = time.perf_counter()
-        result["hypotheses"] = runner.transcribe(audio, batch_size)
-        result["real_s"][batch_size] = time.perf_counter() - start
+        if before is not None:  # this VM's speed drifts within seconds: take the rate on both sides of the run
+            result["sgemm_gflops"] = (before + sgemm_gflops()) / 2
+    for variant in variants:
+        result["real_s"][variant.key] = {}
+        for batch_size in spec["real_batch_sizes"]:
+            start = time.perf_counter()
+            result["hypotheses"][variant.key] = runner.transcribe(audio, batch_size, variant.windows)
+            result["real_s"][variant.key][batch_size] = time.perf_counter() - start
     return result
 
 
-def serve(variant: Variant, spec: dict, connection: Connection) -> None:
-    """A worker process: load the variant, then run a round each time the parent asks, until it says stop.
-    Staying alive across rounds means rounds after the first run warm, as compile.py's timed runs do."""
+def serve(backend: str, variants: list[Variant], spec: dict, connection: Connection) -> None:
+    """A worker process: load the backend, then run a round each time the parent asks, until it says stop.
+    Staying alive across rounds keeps every round warm, as compile.py's timed runs are."""
     torch.manual_seed(0)
     start = time.perf_counter()
-    runner = Runner(variant, spec)
+    runner = Runner(backend, spec)
     measured = Measured(load_s=time.perf_counter() - start)
     audio = dict(np.load(spec["audio"]))
-    runner.forward(fixed_batch(1))  # warm-up
+    runner.forward(fixed_batch(max(spec["batch_sizes"])))  # warm-up: ONNX Runtime's first run of a larger
+    # shape than any before it grows its memory arena, which made that run 30-60% slower in our runs
     connection.send(None)
     while connection.recv():
-        measured.rounds.append(one_round(runner, audio, spec))
+        measured.rounds.append(one_round(runner, variants, audio, spec))
         connection.send(None)
     measured.parity_logits = runner.forward(fixed_batch(2))
     measured.peak_rss_mib = peak_rss_mib()
@@ -216,44 +240,60 @@ def serve(variant: Variant, spec: dict, connection: Connection) -> None:
 # ---- parent: inputs, rounds, report ---------------------------------------------------------------------------
 
 
+def stratified_sample(lengths: dict[str, int], count: int, seed: int = 0) -> list[str]:
+    """One utterance drawn from each of `count` equal strata of the length distribution, in id order: a few
+    utterances whose lengths, and so the padding a batch of them carries, resemble the whole split's."""
+    by_length = sorted(lengths, key=lambda utt_id: (lengths[utt_id], utt_id))
+    rng = random.Random(seed)
+    strata = (by_length[i * len(by_length) // count : (i + 1) * len(by_length) // count] for i in range(count))
+    return sorted(rng.choice(stratum) for stratum in strata)
+
+
+def padding_share(lengths: list[int], batch_size: int) -> float:
+    """Share of the samples eager computes that are padding: batches in order, each padded to its longest."""
+    groups = [lengths[i : i + batch_size] for i in range(0, len(lengths), batch_size)]
+    return 1 - sum(lengths) / sum(max(group) * len(group) for group in groups)
+
+
 def real_audio(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Real audio and transcripts from --data, or noise of real test-clean lengths (a fixed-seed sample)."""
     if args.data is not None:
         utterances = find_utterances(args.data)
         return {u.utt_id: read_audio(u.audio_path) for u in utterances}, {u.utt_id: u.transcript for u in utterances}
     lengths = read_lengths(DURATIONS)
-    sample = random.Random(0).sample(sorted(lengths), args.utterances)
     rng = np.random.default_rng(0)
+    sample = stratified_sample(lengths, args.utterances)
     return {u: (0.1 * rng.standard_normal(lengths[u])).astype(np.float32) for u in sample}, {}
 
 
-def measure(variants: list[Variant], spec: dict, rounds: int) -> dict[Variant, Measured]:
-    """Each variant in its own process (for its own peak RSS), all alive at once; rounds alternate between
-    variants, so a slow spell of the machine hits them all alike."""
+def measure(plan: dict[str, list[Variant]], spec: dict, rounds: int) -> dict[str, Measured]:
+    """Each backend in its own process (for its own peak RSS), all alive at once; rounds alternate between
+    backends, so a slow spell of the machine hits them all alike."""
     context = multiprocessing.get_context("spawn")
     connections, processes = {}, []
-    for variant in variants:
+    for backend, variants in plan.items():
         parent_end, child_end = context.Pipe()
-        processes.append(context.Process(target=serve, args=(variant, spec, child_end)))
+        processes.append(context.Process(target=serve, args=(backend, variants, spec, child_end)))
         processes[-1].start()
         parent_end.recv()  # loaded: load each in turn, not all at once
-        connections[variant] = parent_end
+        connections[backend] = parent_end
     for round_index in range(rounds):
-        for variant, connection in connections.items():
+        for backend, connection in connections.items():
             connection.send(True)
             connection.recv()
-            print(f"round {round_index + 1}/{rounds}: {variant.label} done", flush=True)
+            print(f"round {round_index + 1}/{rounds}: {backend} done", flush=True)
     results = {}
-    for variant, connection in connections.items():
+    for backend, connection in connections.items():
         connection.send(False)
-        results[variant] = connection.recv()
+        results[backend] = connection.recv()
     for process in processes:
         process.join()
     return results
 
 
-def median_of(measured: Measured, key: str, batch_size: int) -> float:
-    return statistics.median(r[key][batch_size] for r in measured.rounds)
+def median_s(rounds: list[dict], *keys: object) -> float:
+    """Median over rounds of the seconds at `keys` (e.g. "fixed_s", 8 or "real_s", variant key, 8)."""
+    return statistics.median(functools.reduce(operator.getitem, keys, round_) for round_ in rounds)
 
 
 def parity(logits: np.ndarray, reference: np.ndarray) -> str:
@@ -266,65 +306,84 @@ def ratio_cells(values: list[float], ratios: list[float]) -> str:
     return " | ".join(f"{value:.2f} ({ratio:.2f}x)" for value, ratio in zip(values, ratios, strict=True))
 
 
-def report(results: dict[Variant, Measured], spec: dict, audio_s: float,
-           references: dict[str, str], config: Wav2Vec2Config) -> str:  # fmt: skip
+def report(results: dict[str, Measured], variants: list[Variant], spec: dict, audio: dict[str, np.ndarray],
+           references: dict[str, str], reference_logits: np.ndarray, config: Wav2Vec2Config) -> str:  # fmt: skip
     sizes, real_sizes = spec["batch_sizes"], spec["real_batch_sizes"]
     flops = flops_per_row(MAX_SAMPLES, config)
-    eager = results[VARIANTS[0]]
-    shipped = results[VARIANTS[1]].parity_logits
-    at = 8 if 8 in sizes else sizes[-1]
+    eager = results[EAGER].rounds
+    at = spec["share_at"]
     sgemm = statistics.median(r["sgemm_gflops"] for runs in results.values() for r in runs.rounds)
     fixed_rows, real_rows, other_rows = [], [], []
-    for variant, runs in results.items():
-        fixed = [bs / median_of(runs, "fixed_s", bs) for bs in sizes]
-        fixed_ratio = [median_of(eager, "fixed_s", bs) / median_of(runs, "fixed_s", bs) for bs in sizes]
+    for backend, runs in results.items():
+        fixed = [bs / median_s(runs.rounds, "fixed_s", bs) for bs in sizes]
+        fixed_ratio = [median_s(eager, "fixed_s", bs) / median_s(runs.rounds, "fixed_s", bs) for bs in sizes]
         gflops = [at * flops.total / r["fixed_s"][at] / 1e9 for r in runs.rounds]
-        share = statistics.median(g / r["sgemm_gflops"] for g, r in zip(gflops, runs.rounds, strict=True))
+        shares = [g / r["sgemm_gflops"] for g, r in zip(gflops, runs.rounds, strict=True)]
         fixed_rows.append(
-            f"| {variant.label} | {ratio_cells(fixed, fixed_ratio)} | {statistics.median(gflops):.0f} ({share:.0%}) |"
+            f"| {BACKEND_LABELS[backend]} | {ratio_cells(fixed, fixed_ratio)} | "
+            f"{statistics.median(gflops):.0f} ({statistics.median(shares):.0%}; {min(shares):.0%}-{max(shares):.0%}) |"
         )
-        real = [audio_s / median_of(runs, "real_s", bs) for bs in real_sizes]
-        real_ratio = [median_of(eager, "real_s", bs) / median_of(runs, "real_s", bs) for bs in real_sizes]
-        real_rows.append(f"| {variant.label} | {ratio_cells(real, real_ratio)} |")
-        wer = None
+        other_rows.append(
+            f"| {BACKEND_LABELS[backend]} | {runs.peak_rss_mib:.0f} | {runs.load_s:.1f} | "
+            f"{parity(runs.parity_logits, reference_logits)} |"
+        )
+    audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
+    for variant in variants:
+        rounds = results[variant.backend].rounds
+        real = [audio_s / median_s(rounds, "real_s", variant.key, bs) for bs in real_sizes]
+        real_ratio = [median_s(eager, "real_s", EAGER, bs) / median_s(rounds, "real_s", variant.key, bs)
+                      for bs in real_sizes]  # fmt: skip
+        wer = ""
         if references:
             ids = sorted(references)
-            wer = corpus_wer([references[u] for u in ids], [runs.rounds[-1]["hypotheses"][u] for u in ids])
-        other_rows.append(
-            f"| {variant.label} | {runs.peak_rss_mib:.0f} | {runs.load_s:.1f} | "
-            f"{parity(runs.parity_logits, shipped)} | {'n/a' if wer is None else f'{wer:.4f}'} |"
-        )
+            hypotheses = rounds[-1]["hypotheses"][variant.key]
+            wer = f" {corpus_wer([references[u] for u in ids], [hypotheses[u] for u in ids]):.4f} |"
+        real_rows.append(f"| {variant.label} | {ratio_cells(real, real_ratio)} |{wer}")
+    in_order = [len(audio[u]) for u in sorted(audio)]
+    population = [length for _, length in sorted(read_lengths(DURATIONS).items())] if DURATIONS.is_file() else []
+    padding = ", ".join(
+        f"bs {bs}: {padding_share(in_order, bs):.0%}"
+        + (f" (all of test-clean in id order: {padding_share(population, bs):.0%})" if population else "")
+        for bs in real_sizes if bs > 1
+    )  # fmt: skip
     return "\n".join([
-        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and GFLOP/s at bs {at} (share of this "
-        f"machine's sgemm rate measured in the same process and round; median {sgemm:.0f} GFLOP/s; "
+        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and GFLOP/s at bs {at} (median share of "
+        f"this machine's sgemm rate, measured in the same process just before and after; lowest-highest share of "
+        f"the rounds; sgemm median {sgemm:.0f} GFLOP/s; "
         f"{flops.total / 1e9:.1f} GFLOP per row: "
         f"{flops.convolution / 1e9:.1f} in convolutions, {flops.matmul / 1e9:.1f} in matrix products)\n",
-        f"| variant | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
+        f"| backend | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
         *fixed_rows, "",
-        f"Real lengths ({len(spec['utterance_ids'])} utterances of {spec['source']}, {audio_s:.1f} s), raw audio to "
-        "text: audio seconds per wall second (ratio to (a))\n",
-        f"| variant | {' | '.join(f'bs {bs}' for bs in real_sizes)} |", f"| --- |{' --- |' * len(real_sizes)}",
+        f"Real lengths ({len(audio)} utterances of {spec['source']}, {audio_s:.1f} s), raw audio to text: audio "
+        f"seconds per wall second (ratio to (a)). Padding in (a)'s batches: {padding or 'none at bs 1'}\n",
+        f"| variant | {' | '.join(f'bs {bs}' for bs in real_sizes)} |{' WER |' if references else ''}",
+        f"| --- |{' --- |' * (len(real_sizes) + bool(references))}",
         *real_rows, "",
-        "Memory, start-up and parity with (b) on a fixed 2 x 100000 batch (max abs / relative L2 logit difference / "
-        "share of frames with the same argmax)\n",
-        "| variant | peak RSS MiB | load s | parity with (b) | WER |", "| --- | --- | --- | --- | --- |", *other_rows,
+        "Memory, start-up and parity with fp32 TorchScript on a fixed 2 x 100000 batch (max abs / relative L2 logit "
+        "difference / share of frames with the same argmax)\n",
+        "| backend | peak RSS MiB | load s | parity with torchscript |", "| --- | --- | --- | --- |", *other_rows,
     ])  # fmt: skip
 
 
-def plot(results: dict[Variant, Measured], spec: dict, audio_s: float, path: Path) -> None:
+def plot(results: dict[str, Measured], variants: list[Variant], spec: dict, audio_s: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(11, 4.5), dpi=110)
+    fixed_axes, real_axes = figure.subplots(1, 2)
+    for backend, runs in results.items():
+        sizes = spec["batch_sizes"]
+        fixed_axes.plot(sizes, [bs / median_s(runs.rounds, "fixed_s", bs) for bs in sizes], marker="o",
+                        label=BACKEND_LABELS[backend])  # fmt: skip
+    for variant in variants:
+        sizes, rounds = spec["real_batch_sizes"], results[variant.backend].rounds
+        real_axes.plot(sizes, [audio_s / median_s(rounds, "real_s", variant.key, bs) for bs in sizes], marker="o",
+                       label=variant.label)  # fmt: skip
     panels = (
-        ("fixed 100000-sample rows, forward only", "samples/s", spec["batch_sizes"], "fixed_s", None),
-        ("real test-clean lengths, audio to text", "audio seconds per wall second", spec["real_batch_sizes"],
-         "real_s", audio_s),
+        (fixed_axes, "fixed 100000-sample rows, forward only", "samples/s", spec["batch_sizes"]),
+        (real_axes, "real test-clean lengths, audio to text", "audio seconds per wall second",
+         spec["real_batch_sizes"]),
     )  # fmt: skip
-    for axes, (title, ylabel, sizes, key, seconds) in zip(figure.subplots(1, 2), panels, strict=True):
-        for variant, runs in results.items():
-            work = [seconds or bs for bs in sizes]
-            axes.plot(sizes, [w / median_of(runs, key, bs) for w, bs in zip(work, sizes, strict=True)],
-                      marker="o", label=variant.label)  # fmt: skip
+    for axes, title, ylabel, sizes in panels:
         axes.set_xscale("log", base=2)
         axes.set_xticks(sizes, [str(bs) for bs in sizes])
         axes.set_xlabel("batch size")
@@ -342,57 +401,65 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="batch sizes 1 and 8, 3 utterances, 2 rounds (a check, not figures: half the rounds run cold)",
+        help="batch sizes 1 and 8, 3 utterances, 2 rounds (a check, not figures)",
     )
     parser.add_argument("--model_dir", help="real weights: WER beside each variant (with --data)")
     parser.add_argument("--data", type=Path, help="a LibriSpeech split to transcribe instead of noise of real lengths")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 4, 8, 16], help="fixed-row workload")
     parser.add_argument("--real_batch_sizes", type=int, nargs="+", default=[1, 8], help="real-length workload")
-    parser.add_argument("--utterances", type=int, default=4, help="real-length sample size")
+    parser.add_argument("--utterances", type=int, default=6, help="real-length sample size (one per length stratum)")
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=[v.key for v in VARIANTS if v.key != "torchscript-frozen"],
+        default=list(DEFAULT_VARIANTS),
         choices=[v.key for v in VARIANTS],
-        help="which to run besides eager and torchscript, which the ratios and parity need "
-        "(default: all but torchscript-frozen, which measured no faster)",
+        help=f"besides eager, which the ratios need (default: {' '.join(DEFAULT_VARIANTS[1:])})",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
         args.batch_sizes, args.real_batch_sizes, args.utterances, args.rounds = [1, 8], [8], 3, 2
-    variants = [v for v in VARIANTS if v.key in {EAGER, "torchscript", *args.variants}]
+    variants = [v for v in VARIANTS if v.key in {EAGER, *args.variants}]
+    plan: dict[str, list[Variant]] = {}  # backend -> the variants it runs on real lengths
+    for variant in variants:
+        plan.setdefault(variant.backend, []).append(variant)
 
     started = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="cpu-throughput-"))
-    if args.model_dir is None:
-        args.model_dir = str(save_random_base_model(workdir / "base_random"))
-    model = load_ctc_model(args.model_dir)
-    save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
-    for variant in variants:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
-        if variant.backend != EAGER:
-            create_backend(variant.backend, DeviceOptions()).load(workdir / "traced.pth")
-    audio, references = real_audio(args)
-    np.savez(workdir / "audio.npz", **audio)
-    audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
-    spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
-            "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,
-            "source": str(args.data) if args.data else "noise of test-clean lengths",
-            "utterance_ids": sorted(audio)}  # fmt: skip
-    print(f"{len(audio)} utterances, {audio_s:.1f} s; {torch.get_num_threads()} threads")
-    results = measure(variants, spec, args.rounds)
+    with tempfile.TemporaryDirectory(prefix="cpu-throughput-") as tmp:
+        workdir = Path(tmp)
+        if args.model_dir is None:
+            args.model_dir = str(save_random_base_model(workdir / "base_random"))
+        model = load_ctc_model(args.model_dir)
+        save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
+        reference = create_backend("torchscript", DeviceOptions())
+        reference.load(workdir / "traced.pth")
+        reference_logits = reference.to_host(reference.forward(reference.to_device(fixed_batch(2))))
+        del reference
+        for backend in plan:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
+            if backend != EAGER:
+                create_backend(backend, DeviceOptions()).load(workdir / "traced.pth")
+        audio, references = real_audio(args)
+        np.savez(workdir / "audio.npz", **audio)
+        audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
+        spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
+                "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,
+                "share_at": 8 if 8 in args.batch_sizes else args.batch_sizes[-1],
+                "source": str(args.data) if args.data else "noise of test-clean lengths",
+                "utterance_ids": sorted(audio)}  # fmt: skip
+        print(f"{len(audio)} utterances, {audio_s:.1f} s; {torch.get_num_threads()} threads")
+        results = measure(plan, spec, args.rounds)
     args.output.mkdir(parents=True, exist_ok=True)
-    table = report(results, spec, audio_s, references, model.config)
+    table = report(results, variants, spec, audio, references, reference_logits, model.config)
     table += f"\n\nWhole benchmark: {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads."
     (args.output / "cpu_throughput.md").write_text(table + "\n")
     raw = {
-        variant.key: {"load_s": measured.load_s, "peak_rss_mib": measured.peak_rss_mib,
-                      "rounds": [{k: v for k, v in r.items() if k != "hypotheses"} for r in measured.rounds]}
-        for variant, measured in results.items()
+        backend: {"load_s": measured.load_s, "peak_rss_mib": measured.peak_rss_mib,
+                  "rounds": [{k: v for k, v in r.items() if k != "hypotheses"} for r in measured.rounds]}
+        for backend, measured in results.items()
     }  # fmt: skip
-    (args.output / "cpu_throughput.json").write_text(json.dumps({"spec": spec, "variants": raw}))
-    plot(results, spec, audio_s, args.output / "cpu_throughput.png")
+    (args.output / "cpu_throughput.json").write_text(json.dumps({"spec": spec, "backends": raw}))
+    plot(results, variants, spec, audio_s, args.output / "cpu_throughput.png")
     print(table)
 
 

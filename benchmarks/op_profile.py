@@ -102,33 +102,34 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="op-profile-"))
-    if args.model_dir is None:
-        args.model_dir = str(save_random_base_model(workdir / "base_random"))
-    model = load_ctc_model(args.model_dir)
-    traced = workdir / "traced.pth"
-    save_torchscript(trace(model, MAX_SAMPLES), traced)
-    batch = fixed_batch(args.batch_size)
-    backends = {cls.name: cls(DeviceOptions()) for cls in (OnnxRuntimeBackend, OnnxRuntimeInt8Backend)}
-    for backend in backends.values():
-        backend.load(traced)
-    eager = {"eager fp32": model, "eager, torch dynamic int8 Linear": quantized_linear(model)}
-    runs = {name: functools.partial(eager_logits, module, batch) for name, module in eager.items()} | {
-        name: functools.partial(backend.forward, batch) for name, backend in backends.items()
-    }
-    for run in runs.values():
-        run()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    sgemm_rates = []
-    for _ in range(args.rounds):
-        sgemm_rates.append(sgemm_gflops())  # side by side with the runs: the machine's speed drifts
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    splits = {name: torch_split(runs[name]) for name in eager} | {
-        name: ort_split(backend, traced, batch, workdir) for name, backend in backends.items()
-    }
+    with tempfile.TemporaryDirectory(prefix="op-profile-") as tmp:
+        workdir = Path(tmp)
+        if args.model_dir is None:
+            args.model_dir = str(save_random_base_model(workdir / "base_random"))
+        model = load_ctc_model(args.model_dir)
+        traced = workdir / "traced.pth"
+        save_torchscript(trace(model, MAX_SAMPLES), traced)
+        batch = fixed_batch(args.batch_size)
+        backends = {cls.name: cls(DeviceOptions()) for cls in (OnnxRuntimeBackend, OnnxRuntimeInt8Backend)}
+        for backend in backends.values():
+            backend.load(traced)
+        eager = {"eager fp32": model, "eager, torch dynamic int8 Linear": quantized_linear(model)}
+        runs = {name: functools.partial(eager_logits, module, batch) for name, module in eager.items()} | {
+            name: functools.partial(backend.forward, batch) for name, backend in backends.items()
+        }
+        for run in runs.values():
+            run()  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        sgemm_rates = []
+        for _ in range(args.rounds):
+            sgemm_rates.append(sgemm_gflops())  # side by side with the runs: the machine's speed drifts
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+        splits = {name: torch_split(runs[name]) for name in eager} | {
+            name: ort_split(backend, traced, batch, workdir) for name, backend in backends.items()
+        }
     flops = flops_per_row(MAX_SAMPLES, model.config)
     sgemm = statistics.median(sgemm_rates)
     columns = [cells(splits[name], statistics.median(times[name]), flops, args.batch_size, sgemm) for name in runs]

@@ -92,14 +92,17 @@ def test_aie_precision_policy_and_soc_are_options(stand_in_torch_aie, traced_pat
 
 def test_aie_without_torch_aie_says_so_and_names_the_other_backends(monkeypatch, traced_path) -> None:
     monkeypatch.setitem(sys.modules, "torch_aie", None)  # makes `import torch_aie` fail
-    with pytest.raises(PipelineError, match=r"needs torch_aie.*--backend cuda, torchscript"):
+    with pytest.raises(PipelineError, match=r"needs torch_aie.*--backend cuda, onnxruntime, torchscript"):
         create_backend("aie", DeviceOptions()).load(traced_path)
 
 
-def test_auto_prefers_aie_then_cuda_then_torchscript(monkeypatch) -> None:
+def test_auto_prefers_aie_then_cuda_then_onnxruntime_then_torchscript(monkeypatch) -> None:
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: False))
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: False))
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "available", classmethod(lambda cls: False))
     assert create_backend("auto", DeviceOptions()).name == "torchscript"
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "available", classmethod(lambda cls: True))
+    assert create_backend("auto", DeviceOptions()).name == "onnxruntime"
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: True))
     assert create_backend("auto", DeviceOptions()).name == "cuda"
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: True))
@@ -107,7 +110,7 @@ def test_auto_prefers_aie_then_cuda_then_torchscript(monkeypatch) -> None:
 
 
 def test_unknown_backend_lists_the_choices() -> None:
-    with pytest.raises(PipelineError, match="choose one of auto, aie, cuda, torchscript"):
+    with pytest.raises(PipelineError, match="choose one of auto, aie, cuda, onnxruntime, torchscript"):
         create_backend("tpu", DeviceOptions())
 
 

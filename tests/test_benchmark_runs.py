@@ -1,10 +1,12 @@
 """The documented benchmark commands run end to end (tiny model, fixture audio) and report every variant."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from benchmarks.cpu_throughput import padding_share, stratified_sample
 from benchmarks.op_profile import ATTENTION, CONVOLUTION, LINEAR, OTHER, ort_kind
 from tests.conftest import REPO_ROOT
 
@@ -16,19 +18,41 @@ def run_module(module: str, *args: object) -> str:
     return done.stdout
 
 
-def test_cpu_throughput_reports_each_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:
+def test_cpu_throughput_reports_each_backend_and_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:
     out = tmp_path / "results"
     run_module("benchmarks.cpu_throughput", "--model_dir", tiny_model_dir, "--data", dataset[0],
-               "--batch_sizes", 1, 2, "--real_batch_sizes", 2, "--rounds", 2, "--variants", "onnxruntime",
-               "--output", out)  # fmt: skip
-    table = (out / "cpu_throughput.md").read_text()
-    for label in ("(a) eager HF transformers", "(b) torchscript, as shipped", "onnxruntime + buckets"):
-        fixed, real, other = [line for line in table.splitlines() if line.startswith(f"| {label} |")]
-        assert fixed.count("x)") == 2 and real.count("x)") == 1
-        wer = float(other.rstrip(" |").rsplit("| ", 1)[1])  # a number, not n/a: --data has transcripts
-        assert wer >= 0
-    assert "onnxruntime-int8" not in table
+               "--batch_sizes", 1, 2, "--real_batch_sizes", 1, 2, "--rounds", 2,
+               "--variants", "onnxruntime", "onnxruntime-window", "--output", out)  # fmt: skip
+    lines = (out / "cpu_throughput.md").read_text().splitlines()
+
+    def rows(label: str) -> list[str]:
+        return [line for line in lines if line.startswith(f"| {label} |")]
+
+    for backend in ("(a) eager HF transformers", "(b) onnxruntime, compile.py's CPU default"):
+        fixed, memory = rows(backend)
+        assert fixed.count("x)") == 2 and memory.count("%") == 1
+    for variant in ("(a) eager HF transformers, each batch padded to its longest", "(b) onnxruntime --bucket",
+                    "(b) onnxruntime, 100000-sample window"):  # fmt: skip
+        (real,) = rows(variant)
+        assert real.count("x)") == 2
+        assert float(real.rstrip(" |").rsplit("| ", 1)[1]) >= 0  # WER, a number: --data has transcripts
+    assert not any("int8" in line for line in lines)
+    raw = json.loads((out / "cpu_throughput.json").read_text())
+    assert sorted(raw["backends"]) == ["eager", "onnxruntime"]  # one process runs both onnxruntime layouts
     assert (out / "cpu_throughput.png").stat().st_size > 10_000
+
+
+def test_stratified_sample_takes_one_utterance_per_length_stratum() -> None:
+    lengths = {f"utt{i:03d}": 1000 * (100 - i) for i in range(100)}  # ids in the opposite order to lengths
+    sample = stratified_sample(lengths, 4)
+    assert sample == sorted(sample)
+    assert sorted((lengths[u] // 1000 - 1) // 25 for u in sample) == [0, 1, 2, 3]  # 25 lengths per stratum
+    assert stratified_sample(lengths, 4) == sample  # fixed seed
+
+
+def test_padding_share_pads_each_batch_to_its_longest() -> None:
+    assert padding_share([2, 4, 1, 1], 2) == pytest.approx(1 - 8 / 10)
+    assert padding_share([2, 4, 1, 1], 1) == 0
 
 
 def test_op_profile_splits_time_by_kind(tiny_model_dir) -> None:

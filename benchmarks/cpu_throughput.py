@@ -12,8 +12,8 @@ utterance from each length stratum; raw audio to text, batching and normalisatio
 wall second), for which each backend runs one or more row layouts (length buckets, or the static window).
 Each backend runs in its own process (for its peak RSS), warmed up on the largest fixed batch and kept alive
 across rounds, so every timed run is warm, as compile.py's are; rounds alternate between backends; figures
-are medians over rounds. Writes
-benchmarks/results/cpu_throughput.md, .png and .json (every round's timings)."""
+are medians over rounds. Writes benchmarks/results/cpu_throughput.md, .png and .json (every round's
+timings)."""
 
 import argparse
 import functools
@@ -38,6 +38,7 @@ from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import save_torchscript, trace
+from wav2vec2_pipeline.inference import run_batch
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, num_frames
 from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, plan_bins, stitch
@@ -152,7 +153,7 @@ class Runner:
     def forward(self, batch: np.ndarray) -> np.ndarray:
         if self.backend_name == EAGER:
             return eager_logits(self.model, batch)
-        return self.backend.to_host(self.backend.forward(self.backend.to_device(batch)))
+        return run_batch(self.backend, batch, None)
 
     def transcribe(self, audio: dict[str, np.ndarray], batch_size: int, windows: tuple[int, ...]) -> dict[str, str]:
         if self.backend_name == EAGER:  # what a user writes: the processor pads each batch to its longest
@@ -434,7 +435,7 @@ def main() -> None:
         save_torchscript(trace(model, MAX_SAMPLES), workdir / "traced.pth")
         reference = create_backend("torchscript", DeviceOptions())
         reference.load(workdir / "traced.pth")
-        reference_logits = reference.to_host(reference.forward(reference.to_device(fixed_batch(2))))
+        reference_logits = run_batch(reference, fixed_batch(2), None)
         del reference
         for backend in plan:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
             if backend != EAGER:

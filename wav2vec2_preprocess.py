@@ -1,22 +1,23 @@
 """LibriSpeech split -> one float32 bin per batch, the batch map and the ground-truth transcripts."""
 
-import argparse
 from pathlib import Path
 
-from wav2vec2_pipeline.errors import run_cli
-from wav2vec2_pipeline.model import MAX_SAMPLES, load_config, load_feature_extractor
+from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, command_line, run_cli
+from wav2vec2_pipeline.model import MAX_SAMPLES
 from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
-from wav2vec2_pipeline.preprocess import Layout, preprocess
 
 IDS_SHOWN = 10
 
 
 def sample_list(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(","))
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise PipelineError(f"--bucket_samples {text!r}: expected comma-separated sample counts") from None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--input", type=Path, required=True, help="a LibriSpeech split, e.g. LibriSpeech/test-clean")
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True, help="dir for the input bins, e.g. data/bin_om_input/bs8")
@@ -38,7 +39,7 @@ def main() -> None:
         help="sort utterances by length into bins of a few static lengths (--bucket_samples) instead of one",
     )  # fmt: skip
     parser.add_argument(
-        "--bucket_samples", type=sample_list, default=DEFAULT_BUCKET_SAMPLES,
+        "--bucket_samples", default=",".join(map(str, DEFAULT_BUCKET_SAMPLES)),
         help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="rewrite the outputs even where they are up to date")
@@ -48,31 +49,43 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
-    layout = Layout(args.bucket_samples if args.bucket else (args.max_samples,), args.long_audio, args.stride_frames)
-    result = preprocess(
-        args.input, args.batch_size, args.output, args.data_path, layout,
-        load_feature_extractor(args.pytorch_model_dir), load_config(args.pytorch_model_dir), args.overwrite,
-    )  # fmt: skip
+    from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
+    from wav2vec2_pipeline.planning import Layout
+    from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
+
+    windows = sample_list(args.bucket_samples) if args.bucket else (args.max_samples,)
+    geometry = load_geometry(args.pytorch_model_dir)
+    if args.pytorch_model_dir is not None and (args.pytorch_model_dir / VOCAB_FILE).is_file():
+        load_vocab(args.pytorch_model_dir, geometry)  # a model dir that contradicts itself is refused here already
+    layout = Layout(windows, args.long_audio, args.stride_frames, geometry)
+    options = PreprocessOptions(batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
+                                overwrite=args.overwrite)  # fmt: skip
+    result = preprocess(args.input, args.output, args.data_path, options, command_line())
     if result is None:
         print(f"{args.output} and its batch map are up to date (same audio, transcripts and settings): nothing to do "
               "(--overwrite rewrites them)")  # fmt: skip
         return
     batch_map = result.batch_map
-    every = list(batch_map.num_samples)
-    rows = sum(len(ids) for ids in batch_map.bins.values())
+    every = list(batch_map.utterances)
+    rows = sum(len(b.rows) for b in batch_map.bins)
+    with_rows = batch_map.with_rows
     print(
-        f"{len(batch_map.scored)} utterances ({batch_map.seconds(batch_map.scored):.1f} s) in {rows} rows of "
+        f"{len(with_rows)} utterances ({batch_map.seconds(with_rows):.1f} s) in {rows} rows of "
         f"{len(batch_map.bins)} bins of {args.batch_size} x {'/'.join(map(str, layout.windows))} float32 "
-        f"-> {args.output}"
+        f"-> {args.output} ({result.bins_written} bins written, {len(batch_map.bins) - result.bins_written} "
+        "unchanged since an earlier run)"
     )
-    for label, ids in (("skipped", batch_map.skipped), ("cut", batch_map.cut), ("chunked", batch_map.chunked)):
+    total_s = batch_map.seconds(every)
+    for label in ("skipped", "cut", "chunked", "empty"):
+        ids = batch_map.with_outcome(label)
         if ids:
             lost_s = sum(batch_map.seconds_lost(u) for u in ids)
             shown = ", ".join(ids[:IDS_SHOWN]) + (", ..." if len(ids) > IDS_SHOWN else "")
+            what = (f"too short for one frame ({layout.geometry.receptive_field} samples), transcribed as empty"
+                    if label == "empty" else f"longer than {batch_map.max_samples} samples")  # fmt: skip
             print(
-                f"{label} {len(ids)} utterances longer than {batch_map.max_samples} samples "
-                f"({batch_map.seconds(ids):.1f} s): {lost_s:.1f} s of {batch_map.seconds(every):.1f} s of speech "
-                f"({lost_s / batch_map.seconds(every):.1%}) lost: {shown}"
+                f"{label} {len(ids)} utterances {what} ({batch_map.seconds(ids):.1f} s): {lost_s:.1f} s of "
+                f"{total_s:.1f} s of speech ({lost_s / total_s if total_s else 0:.1%}) lost: {shown}"
             )
     print(f"batch map: {result.map_file} (every utterance listed there); ground truth: {result.ground_truth_file}")
 

@@ -34,15 +34,15 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCT
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
 from benchmarks.random_base_model import save_random_base_model
-from wav2vec2_pipeline.audio import normalize, read_audio
+from wav2vec2_pipeline.audio import read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
+from wav2vec2_pipeline.core import transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.inference import run_batch
 from wav2vec2_pipeline.librispeech import find_utterances
-from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, num_frames
-from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, plan_bins, stitch
-from wav2vec2_pipeline.preprocess import make_batch
+from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, load_geometry
+from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, Layout
 from wav2vec2_pipeline.scoring import corpus_wer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -143,7 +143,7 @@ class Runner:
     def __init__(self, backend: str, spec: dict) -> None:
         self.backend_name = backend
         self.feature_extractor = Wav2Vec2FeatureExtractor()
-        self.config = Wav2Vec2Config.from_pretrained(spec["model_dir"])
+        self.geometry = load_geometry(Path(spec["model_dir"]))
         if backend == EAGER:
             self.model = Wav2Vec2ForCTC.from_pretrained(spec["model_dir"]).eval()
         else:
@@ -165,18 +165,12 @@ class Runner:
                 logits = self.forward(inputs.input_values.astype(np.float32))
                 for row, utt_id in enumerate(group):
                     texts[utt_id] = greedy_decode(
-                        logits[row, : num_frames(len(audio[utt_id]), self.config)], BASE_960H_VOCAB
+                        logits[row, : self.geometry.num_frames(len(audio[utt_id]))], BASE_960H_VOCAB
                     )
             return texts
-        lengths = {utt_id: len(samples) for utt_id, samples in audio.items()}
-        stride = num_frames(max(windows), self.config) // 6
-        plan = plan_bins(lengths, batch_size, windows, CHUNK, stride, self.config)
-        normalized = {utt_id: normalize(samples, self.feature_extractor) for utt_id, samples in audio.items()}
-        rows = []
-        for bin_ in plan.bins:  # pad rows are not run, as compile.py does on the CPU
-            logits = self.forward(make_batch(bin_, len(bin_.rows), normalized.__getitem__))
-            rows += [(row.utt_id, row.keep, logits[index]) for index, row in enumerate(bin_.rows)]
-        return {utt_id: greedy_decode(logits, BASE_960H_VOCAB) for utt_id, logits in stitch(rows).items()}
+        layout = Layout(windows, CHUNK, geometry=self.geometry)  # pad rows are not run, as compile.py does
+        return transcribe(audio, self.backend, batch_size=batch_size, layout=layout,
+                          feature_extractor=self.feature_extractor)  # fmt: skip
 
 
 @dataclass

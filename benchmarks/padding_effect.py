@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2ForCTC
 
-from tests.tiny_model import save_tiny_model
+from benchmarks.random_base_model import save_tiny_model
 from wav2vec2_pipeline.audio import fit_length, normalize, read_audio
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_feature_extractor
@@ -41,7 +41,7 @@ def main() -> None:
     model_dir = args.model_dir or save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
     model = Wav2Vec2ForCTC.from_pretrained(model_dir).eval()
     feature_extractor = load_feature_extractor(model_dir)
-    print(f"model: {args.model_dir or 'tiny random (tests/tiny_model.py)'}; window {args.window} samples\n")
+    print(f"model: {args.model_dir or 'tiny random (benchmarks/random_base_model.py)'}; window {args.window} samples\n")
     print("| utterance | seconds | padding | max abs diff | rel. L2 diff | frames whose argmax changes |")
     print("| --- | --- | --- | --- | --- | --- |")
     for utterance in find_utterances(args.data):

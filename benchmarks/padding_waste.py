@@ -6,10 +6,8 @@ Reads only durations (no audio): `python3 -m benchmarks.padding_waste` prints a 
 import argparse
 from pathlib import Path
 
-from transformers import Wav2Vec2Config
-
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE, num_frames
-from wav2vec2_pipeline.planning import CHUNK, CUT, DEFAULT_BUCKET_SAMPLES, SKIP, plan_bins, plan_cost
+from wav2vec2_pipeline.planning import CHUNK, CUT, DEFAULT_BUCKET_SAMPLES, SKIP, Layout, plan_bins, plan_cost
 
 DURATIONS = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech-meta" / "test-clean.all.durations.tsv"
@@ -26,8 +24,7 @@ def read_lengths(path: Path) -> dict[str, int]:
 
 
 def table(lengths: dict[str, int], batch_size: int) -> str:
-    config = Wav2Vec2Config()
-    stride = num_frames(MAX_SAMPLES, config) // 6
+    stride = num_frames(MAX_SAMPLES) // 6
     layouts = [
         (f"{SKIP} (reference)", (MAX_SAMPLES,), SKIP),
         (CUT, (MAX_SAMPLES,), CUT),
@@ -43,7 +40,7 @@ def table(lengths: dict[str, int], batch_size: int) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for label, windows, mode in layouts:
-        plan = plan_bins(lengths, batch_size, windows, mode, stride, config)
+        plan = plan_bins(lengths, batch_size, Layout(windows, mode, stride))
         cost = plan_cost(plan, lengths, batch_size)
         rows = sum(len(b.rows) for b in plan.bins)
         lines.append(

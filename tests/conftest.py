@@ -1,6 +1,8 @@
 """Fixtures: a tiny model saved like base-960h's files, a tiny LibriSpeech tree, and a script runner."""
 
 import json
+import os
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -9,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from tests.tiny_model import save_tiny_model
+from benchmarks.random_base_model import save_tiny_model
+from wav2vec2_pipeline.backends import DeviceOptions, TorchScriptBackend
 from wav2vec2_pipeline.model import SAMPLE_RATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +50,13 @@ def write_flac(path: Path, num_samples: int, seed: int, sample_rate: int = SAMPL
     sf.write(path, data, sample_rate, format="FLAC", subtype="PCM_16")
 
 
+def write_empty_streamed_flac(path: Path) -> None:
+    """A FLAC with a STREAMINFO of unknown length and no frames, as `sox -n ... trim 0 0` writes."""
+    rate_channels_bits_total = (16_000 << 44) | (0 << 41) | (15 << 36) | 0
+    streaminfo = struct.pack(">HH", 4096, 4096) + bytes(6) + struct.pack(">Q", rate_channels_bits_total) + bytes(16)
+    path.write_bytes(b"fLaC" + bytes([0x80, 0, 0, len(streaminfo)]) + streaminfo)
+
+
 def write_librispeech_tree(root: Path, lengths: dict[str, int]) -> list[FixtureUtterance]:
     """`<spk>/<chap>/<spk>-<chap>-<utt>.flac` plus one `<spk>-<chap>.trans.txt` per chapter."""
     utterances = []
@@ -58,6 +69,20 @@ def write_librispeech_tree(root: Path, lengths: dict[str, int]) -> list[FixtureU
             trans.write(f"{utt_id} {utterance.transcript}\n")
         utterances.append(utterance)
     return utterances
+
+
+class StopsAfter(TorchScriptBackend):
+    """The CPU backend, stopped (as by a Ctrl-C) when it has run `runs` batches."""
+
+    def __init__(self, runs: int) -> None:
+        super().__init__(DeviceOptions())
+        self.runs_left = runs
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.runs_left == 0:
+            raise KeyboardInterrupt
+        self.runs_left -= 1
+        return super().forward(batch)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +101,16 @@ def traced_path(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[FixtureUtterance]]:
     root = tmp_path_factory.mktemp("LibriSpeech") / "test-clean"
     return root, write_librispeech_tree(root, FIXTURE_LENGTHS)
+
+
+def path_with_this_python(bin_dir: Path) -> str:
+    """PATH on which `python3` is the interpreter running the tests. A wrapper script, not a symlink: a symlink
+    to a venv's python, placed outside the venv, starts Python without the venv's packages."""
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "python3"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
 def run_script(script: str, *args: object, cwd: Path = REPO_ROOT, check: bool = True) -> subprocess.CompletedProcess:

@@ -19,6 +19,10 @@ def files_under(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
 
 
+def dotfiles(path: Path) -> list[str]:
+    return sorted(p.name for p in path.glob(".*"))
+
+
 @pytest.fixture(scope="module")
 def preprocessed_bs3(tmp_path_factory, dataset) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("bad_input")
@@ -93,18 +97,29 @@ def test_empty_input_dir(tmp_path) -> None:
     assert files_under(tmp_path / "bins") == []
 
 
-def test_corrupt_audio_mid_run_leaves_the_previous_output_untouched(tmp_path) -> None:
-    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
-    run_script("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
-               "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
-    before = {p: p.read_bytes() for p in [*(tmp_path / "bins").iterdir(), *(tmp_path / "data").iterdir()]}
+def test_corrupt_audio_mid_run_is_named_and_the_rerun_redoes_only_the_bins_left(tmp_path, traced_path) -> None:
+    write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900, "1-2-0002": 700})
+    args = ("--input", tmp_path / "in", "--batch_size", 1, "--output", tmp_path / "bins", "--data_path",
+            tmp_path / "data")  # fmt: skip
+    run_script("wav2vec2_preprocess.py", *args)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bins").glob("*.bin")}
     flac = tmp_path / "in" / "1" / "2" / "1-2-0001.flac"
     flac.write_bytes(flac.read_bytes()[:-200])  # header intact, audio frames cut off
-    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
-                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
-    assert "cannot decode" in message and "1-2-0001.flac" in message
-    assert {p: p.read_bytes() for p in [*(tmp_path / "bins").iterdir(), *(tmp_path / "data").iterdir()]} == before
-    assert not list((tmp_path / "bins").glob(".*"))  # no staging dir or temp file left
+    message = fails("wav2vec2_preprocess.py", *args)
+    assert "1-2-0001.flac" in message and ("cannot decode" in message or "decodes to" in message)
+    refused = fails("compile.py", "--batch_size", 1, "--input_path", tmp_path / "bins", "--output_path",
+                    tmp_path / "out", "--torchscript_path", traced_path)  # fmt: skip
+    assert "did not finish (2 of 3 bins done)" in refused and "wav2vec2_preprocess.py" in refused
+    assert files_under(tmp_path / "out") == []
+
+    write_flac(flac, 1000, seed=9)  # fixed: new audio for that one utterance
+    rerun = run_script("wav2vec2_preprocess.py", *args)
+    assert "(1 bins written, 2 unchanged since an earlier run)" in rerun.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bins").glob("*.bin")}
+    assert {n: after[n] for n in ("batch_0.bin", "batch_2.bin")} == {
+        n: stamps[n] for n in ("batch_0.bin", "batch_2.bin")
+    }
+    assert not list((tmp_path / "bins").glob(".*.tmp"))  # no temp file left
 
 
 def test_stereo_audio_is_named_and_nothing_is_written(tmp_path) -> None:

@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
 from benchmarks.cpu_throughput import flops_per_row
-from tests.tiny_model import tiny_config
+from benchmarks.random_base_model import tiny_config
 
 
 def test_conv_and_linear_flops_match_torch_flop_counter() -> None:

@@ -16,7 +16,7 @@ def batches(tmp_path_factory, dataset) -> list[np.ndarray]:
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", work / "in",
                "--data_path", work / "data", "--long_audio", "chunk")  # fmt: skip
     inputs = find_input_bins(work / "in", 3, 100_000)
-    return [np.fromfile(path, dtype="<f4").reshape(shape) for path, shape in inputs.shapes.items()]
+    return [np.fromfile(work / "in" / b.name, dtype="<f4").reshape(b.shape) for b in inputs.bins]
 
 
 def logits_of(name: str, traced_path, batches, threads: int | None = None) -> list[np.ndarray]:

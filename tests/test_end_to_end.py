@@ -41,9 +41,11 @@ def test_every_file_exists_with_its_exact_size(pipeline_run: PipelineRun, uttera
         assert (pipeline_run.input_dir / name).stat().st_size == n * MAX_SAMPLES * 4
         assert (pipeline_run.output_dir / name).stat().st_size == n * FRAMES * VOCAB_SIZE * 4
     batch_map = json.loads((pipeline_run.data_path / f"batch_i_filename_map_bs{n}.json").read_text())
-    assert list(batch_map["bins"]) == names
-    assert [u for ids in batch_map["bins"].values() for u in ids] == [u.utt_id for u in kept(utterances)]
-    assert batch_map["num_samples"] == {u.utt_id: u.num_samples for u in utterances}
+    assert [b["name"] for b in batch_map["bins"]] == names
+    assert [row["utt_id"] for b in batch_map["bins"] for row in b["rows"]] == [u.utt_id for u in kept(utterances)]
+    assert {u: e["num_samples"] for u, e in batch_map["utterances"].items()} == {
+        u.utt_id: u.num_samples for u in utterances
+    }
     truth = (pipeline_run.data_path / "ground_truth_texts.txt").read_text().splitlines()
     assert truth == [f"{u.utt_id} {u.transcript}" for u in utterances]
 
@@ -86,7 +88,8 @@ def test_logits_and_text_match_the_eager_model(pipeline_run: PipelineRun, tiny_m
         (pipeline_run.data_path / f"batch_i_filename_map_bs{pipeline_run.batch_size}.json").read_text()
     )
     n = pipeline_run.batch_size
-    for name, utt_ids in batch_map["bins"].items():
+    for map_bin in batch_map["bins"]:
+        name, utt_ids = map_bin["name"], [row["utt_id"] for row in map_bin["rows"]]
         batch = np.fromfile(pipeline_run.input_dir / name, dtype="<f4").reshape(n, MAX_SAMPLES)
         with torch.no_grad():
             eager = model(torch.from_numpy(batch)).logits.numpy()
@@ -95,6 +98,8 @@ def test_logits_and_text_match_the_eager_model(pipeline_run: PipelineRun, tiny_m
         np.testing.assert_allclose(from_bin[:used], eager[:used], atol=1e-4, rtol=1e-4)
         assert not from_bin[used:].any()  # pad rows: not run on the CPU, written as zeros
         for row, utt_id in enumerate(utt_ids):
-            frames_of_speech = num_frames(batch_map["num_samples"][utt_id])  # frames over padding are not decoded
+            frames_of_speech = num_frames(
+                batch_map["utterances"][utt_id]["num_samples"]
+            )  # frames over padding are not decoded
             eager_text = tokenizer.decode(eager[row, :frames_of_speech].argmax(-1))
             assert hypotheses[utt_id] == " ".join(eager_text.split())

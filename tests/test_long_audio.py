@@ -8,8 +8,8 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, pipeline
 
 from tests.conftest import run_pipeline, write_librispeech_tree
 from wav2vec2_pipeline.batches import read_map
-from wav2vec2_pipeline.model import load_config
-from wav2vec2_pipeline.postprocess import stitch_logits
+from wav2vec2_pipeline.bins import LogitsManifest, RunDir
+from wav2vec2_pipeline.postprocess import utterance_logits
 
 LONG = "100-200-0000"
 LONG_SAMPLES = 324_800  # 20.3 s: its last 100000-sample window is mostly padding
@@ -55,8 +55,8 @@ def test_chunk_stitching_equals_eager_windows_with_overlap_dropped(
 ) -> None:
     root, _ = long_dataset
     run = run_pipeline(tmp_path, root, 2, traced_path, tiny_model_dir, "--long_audio", "chunk")
-    config = load_config(tiny_model_dir)
-    stitched = stitch_logits(run.output_dir, read_map(run.data_path, 2), config, 32)
+    manifest = RunDir(run.output_dir, LogitsManifest).require_manifest()
+    stitched = dict(utterance_logits(run.output_dir, read_map(run.data_path, 2), manifest))
 
     model = Wav2Vec2ForCTC.from_pretrained(tiny_model_dir).eval()
     total_frames = int(model._get_feat_extract_output_lengths(LONG_SAMPLES))
@@ -151,8 +151,9 @@ def test_bucket_bins_have_their_own_lengths_and_decode_like_the_utterance_alone(
                        buckets, "--long_audio", "chunk")  # fmt: skip
     batch_map = read_map(run.data_path, 1)
     # the short utterance alone in a 40000 bucket; the long one in 120000-sample windows
-    assert batch_map.bin_samples == {"batch_0.bin": 40_000, **{f"batch_{i}.bin": 120_000 for i in range(1, 5)}}
-    for name, samples in batch_map.bin_samples.items():
+    bin_samples = {b.name: b.samples for b in batch_map.bins}
+    assert bin_samples == {"batch_0.bin": 40_000, **{f"batch_{i}.bin": 120_000 for i in range(1, 5)}}
+    for name, samples in bin_samples.items():
         assert (run.input_dir / name).stat().st_size == samples * 4
     assert run.report["summary"]["seconds_lost"] == 0 and run.report["summary"]["utterances_scored"] == 2
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import Wav2Vec2ForCTC
 
-from tests.tiny_model import tiny_config
+from benchmarks.random_base_model import tiny_config
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.export import check_trace, trace
 from wav2vec2_pipeline.model import (

@@ -1,11 +1,9 @@
 import pytest
-from transformers import Wav2Vec2Config
 
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.model import num_frames
-from wav2vec2_pipeline.planning import CHUNK, CUT, SKIP, bucket_of, plan_bins, plan_cost, window_rows
+from wav2vec2_pipeline.planning import CHUNK, CUT, SKIP, Layout, bucket_of, plan_bins, plan_cost, window_rows
 
-CONFIG = Wav2Vec2Config()
 WINDOW = 100_000
 
 
@@ -17,29 +15,44 @@ def covered_frames(rows) -> list[int]:
 @pytest.mark.parametrize("num_samples", [400, 99_999, 100_000, 100_001, 166_560, 166_561, 298_560, 320_000, 559_360])
 @pytest.mark.parametrize("stride_frames", [0, 10, 52, 100])
 def test_chunk_windows_cover_every_frame_exactly_once(num_samples, stride_frames) -> None:
-    rows = window_rows("u", num_samples, WINDOW, CHUNK, stride_frames, CONFIG)
+    rows = window_rows("u", num_samples, WINDOW, Layout((WINDOW,), CHUNK, stride_frames))
     assert covered_frames(rows) == list(range(num_frames(num_samples)))
     assert rows[-1].start + WINDOW >= num_samples  # the last window reaches the end of the audio
     assert all(row.keep[1] <= num_frames(WINDOW) for row in rows)
 
 
 def test_chunk_windows_keep_the_middle_and_drop_stride_frames_of_context() -> None:
-    rows = window_rows("u", 320_000, WINDOW, CHUNK, 52, CONFIG)
+    rows = window_rows("u", 320_000, WINDOW, Layout((WINDOW,), CHUNK, 52))
     assert [row.start for row in rows] == [0, 66_560, 133_120, 199_680, 266_240]  # every 312 - 2 x 52 frames
     assert [row.keep for row in rows] == [(0, 260), (52, 260), (52, 260), (52, 260), (52, 167)]
 
 
 def test_skip_and_cut() -> None:
-    assert window_rows("u", 120_000, WINDOW, SKIP, 52, CONFIG) == []
-    (row,) = window_rows("u", 120_000, WINDOW, CUT, 52, CONFIG)
+    assert window_rows("u", 120_000, WINDOW, Layout((WINDOW,), SKIP, 52)) == []
+    (row,) = window_rows("u", 120_000, WINDOW, Layout((WINDOW,), CUT, 52))
     assert row.start == 0 and row.keep == (0, 312)
-    (short,) = window_rows("u", 16_000, WINDOW, SKIP, 52, CONFIG)
+    (short,) = window_rows("u", 16_000, WINDOW, Layout((WINDOW,), SKIP, 52))
     assert short.keep == (0, 49)  # frames over padding are not kept
 
 
-def test_stride_that_leaves_nothing_to_keep_is_refused() -> None:
-    with pytest.raises(PipelineError, match="at most 155"):
-        window_rows("u", 200_000, WINDOW, CHUNK, 156, CONFIG)
+@pytest.mark.parametrize("stride_frames", [-1, 156, 10_000])
+def test_a_stride_that_leaves_nothing_to_keep_is_refused_when_the_layout_is_built(stride_frames) -> None:
+    with pytest.raises(PipelineError, match="between 0 and 155 for a window of 100000 samples"):
+        Layout((WINDOW,), CHUNK, stride_frames)
+
+
+@pytest.mark.parametrize("windows", [(399,), (0,), (-5,), (48_000, 300)])
+def test_a_window_shorter_than_the_receptive_field_is_refused(windows) -> None:
+    with pytest.raises(PipelineError, match="shorter than the model's receptive field \\(400 samples"):
+        Layout(windows, CHUNK)
+
+
+def test_audio_too_short_for_one_frame_gets_no_row_and_is_listed_as_empty() -> None:
+    lengths = {"silent": 0, "click": 399, "one_frame": 400, "a": 50_000}
+    plan = plan_bins(lengths, 2, Layout((WINDOW,), CHUNK))
+    assert [[row.utt_id for row in b.rows] for b in plan.bins] == [["a", "one_frame"]]
+    assert plan.empty == ["click", "silent"] and plan.bins[0].rows[1].keep == (0, 1)
+    assert plan_cost(plan, lengths, 2).lost_samples == 399
 
 
 def test_buckets_pick_the_shortest_that_holds() -> None:
@@ -51,17 +64,17 @@ def test_buckets_pick_the_shortest_that_holds() -> None:
 
 def test_plan_batches_rows_in_order_and_pads_only_the_last_bin() -> None:
     lengths = {"a": 50_000, "b": 120_000, "c": 90_000, "d": 10_000}
-    plan = plan_bins(lengths, 3, (WINDOW,), SKIP, 52, CONFIG)
+    plan = plan_bins(lengths, 3, Layout((WINDOW,), SKIP, 52))
     assert [[row.utt_id for row in b.rows] for b in plan.bins] == [["a", "c", "d"]]
     assert plan.skipped == ["b"] and plan.cut == plan.chunked == []
-    chunked = plan_bins(lengths, 2, (WINDOW,), CHUNK, 52, CONFIG)
+    chunked = plan_bins(lengths, 2, Layout((WINDOW,), CHUNK, 52))
     assert [[row.utt_id for row in b.rows] for b in chunked.bins] == [["a", "b"], ["b", "c"], ["d"]]
     assert chunked.chunked == ["b"]
 
 
 def test_bucketed_plan_sorts_by_length_within_buckets() -> None:
     lengths = {"a": 50_000, "b": 120_000, "c": 30_000, "d": 60_000, "e": 70_000}
-    plan = plan_bins(lengths, 2, (64_000, 128_000), CHUNK, 26, CONFIG)
+    plan = plan_bins(lengths, 2, Layout((64_000, 128_000), CHUNK, 26))
     assert [(b.samples, [row.utt_id for row in b.rows]) for b in plan.bins] == [
         (64_000, ["c", "a"]), (64_000, ["d"]), (128_000, ["e", "b"]),
     ]  # fmt: skip
@@ -70,14 +83,14 @@ def test_bucketed_plan_sorts_by_length_within_buckets() -> None:
 
 def test_plan_cost_counted_by_hand() -> None:
     lengths = {"a": 50_000, "b": 120_000, "c": 90_000}
-    skip = plan_cost(plan_bins(lengths, 2, (WINDOW,), SKIP, 52, CONFIG), lengths, 2)
+    skip = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), SKIP, 52)), lengths, 2)
     # one bin of 2 x 100000 holding a and c: 60000 samples of padding; b lost
     assert (skip.computed_samples, skip.padding_samples, skip.overlap_samples) == (200_000, 60_000, 0)
     assert skip.lost_samples == 120_000 and skip.lost_share == pytest.approx(120 / 260)
-    cut = plan_cost(plan_bins(lengths, 2, (WINDOW,), CUT, 52, CONFIG), lengths, 2)
+    cut = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CUT, 52)), lengths, 2)
     # bins [a, b] and [c, pad]: rows hold 50000 + 100000 + 90000; b loses 20000
     assert (cut.computed_samples, cut.padding_samples, cut.lost_samples) == (400_000, 160_000, 20_000)
-    chunk = plan_cost(plan_bins(lengths, 2, (WINDOW,), CHUNK, 52, CONFIG), lengths, 2)
+    chunk = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CHUNK, 52)), lengths, 2)
     # b: windows at 0 and 66560 hold 100000 + 53440 samples, 33440 of them twice
     assert (chunk.computed_samples, chunk.overlap_samples, chunk.lost_samples) == (400_000, 33_440, 0)
     assert chunk.padding_samples == 400_000 - (50_000 + 100_000 + 53_440 + 90_000)

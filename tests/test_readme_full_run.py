@@ -4,11 +4,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import REPO_ROOT, SHARED_DATA, path_with_this_python
 from wav2vec2_pipeline.batches import read_map
 from wav2vec2_pipeline.model import num_frames
 
@@ -30,10 +29,7 @@ def test_readme_full_run_transcribes_every_second_of_the_real_subset(tmp_path, t
         (tmp_path / name).symlink_to(REPO_ROOT / name)
     (tmp_path / "LibriSpeech").symlink_to(MINI)
     (tmp_path / "wav2vec2_pytorch_model").symlink_to(tiny_model_dir)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": path_with_this_python(tmp_path / "bin")}
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", readme_full_run()], cwd=tmp_path, env=env, capture_output=True, text=True
     )
@@ -54,6 +50,6 @@ def test_readme_full_run_transcribes_every_second_of_the_real_subset(tmp_path, t
     assert chunked == {"1089-134686-0002", "1221-135766-0001", "1995-1837-0001"}  # the three over 6.25 s
     assert report["summary"]["seconds_scored"] == pytest.approx(44.195) and report["summary"]["seconds_lost"] == 0
     batch_map = read_map(tmp_path / "data", 8)
-    kept_frames = sum(end - start for rows in batch_map.keep_frames.values() for start, end in rows)
-    assert kept_frames == sum(num_frames(n) for n in batch_map.num_samples.values())  # every frame, once
+    kept_frames = sum(row.keep[1] - row.keep[0] for b in batch_map.bins for row in b.rows)
+    assert kept_frames == sum(num_frames(e.num_samples) for e in batch_map.utterances.values())  # every frame, once
     assert "chunked 3 utterances" in result.stdout and "accuracy (1 - CER)" in result.stdout

@@ -6,28 +6,14 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import run_script
-from tests.tiny_model import save_tiny_model
+from benchmarks.random_base_model import save_tiny_model
+from tests.conftest import StopsAfter, run_script
 from wav2vec2_pipeline.backends import DeviceOptions, TorchScriptBackend
+from wav2vec2_pipeline.bins import LogitsManifest, RunDir
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes
-from wav2vec2_pipeline.inference import PROGRESS_FILE, completed, find_input_bins, finished_bins, run_bins
-
-
-class StopsAfter(TorchScriptBackend):
-    """The CPU backend, stopped (as by a kill) when it has run `runs` batches."""
-
-    def __init__(self, runs: int) -> None:
-        super().__init__(DeviceOptions())
-        self.runs_left = runs
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.runs_left == 0:
-            raise KeyboardInterrupt
-        self.runs_left -= 1
-        return super().forward(batch)
+from wav2vec2_pipeline.inference import CompileOptions, compile_bins
 
 
 @pytest.fixture(scope="module")
@@ -38,41 +24,39 @@ def input_bins(tmp_path_factory, dataset):
     return work
 
 
-def test_an_interrupted_compile_resumes_with_the_bins_it_had_not_finished(input_bins, traced_path, tmp_path) -> None:
-    inputs = find_input_bins(input_bins / "in", 1, 100_000)
-    assert len(inputs.shapes) == 4
-    stopped = StopsAfter(runs=2)
-    stopped.load(traced_path)
-    with pytest.raises(KeyboardInterrupt):
-        run_bins(stopped, inputs, tmp_path, "key-1", {})
-    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["batch_0.bin", "batch_1.bin"]
-    assert completed(tmp_path, "key-1") is None  # no manifest: nothing downstream takes it as done
-    first_two = {name: (tmp_path / name).read_bytes() for name in ("batch_0.bin", "batch_1.bin")}
+def compile_with(backend: TorchScriptBackend, input_bins, traced_path, out, **options):
+    options = CompileOptions(batch_size=1, backend="torchscript", warmup_runs=0, timed_runs=1, **options)
+    return compile_bins(input_bins / "in", out, traced_path, options, "python3 compile.py ...", backend)
 
-    resumed = StopsAfter(runs=2)  # enough for the two bins left, and no more
-    resumed.load(traced_path)
-    timing = run_bins(resumed, inputs, tmp_path, "key-1", {})
-    assert timing.bins == 4 and timing.rows == 2
-    assert completed(tmp_path, "key-1") is not None and not (tmp_path / PROGRESS_FILE).exists()
-    assert {name: (tmp_path / name).read_bytes() for name in first_two} == first_two
+
+def test_an_interrupted_compile_resumes_with_the_bins_it_had_not_finished(input_bins, traced_path, tmp_path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        compile_with(StopsAfter(runs=2), input_bins, traced_path, out)
+    assert sorted(p.name for p in out.glob("*.bin")) == ["batch_0.bin", "batch_1.bin"]
+    with pytest.raises(PipelineError, match=r"did not finish \(2 of 4 bins done\)"):
+        RunDir(out, LogitsManifest).require_manifest()  # nothing downstream takes it as done
+    first_two = {name: (out / name).read_bytes() for name in ("batch_0.bin", "batch_1.bin")}
+
+    result = compile_with(StopsAfter(runs=3), input_bins, traced_path, out)  # 2 bins left + 1 timed run
+    assert result.manifest.stage.rows_run == 2 and len(result.manifest.bins) == 4
+    assert {name: (out / name).read_bytes() for name in first_two} == first_two
 
     full = TorchScriptBackend(DeviceOptions())
     full.load(traced_path)
     for name in first_two:  # the resumed bins hold what an uninterrupted run writes
         batch = np.fromfile(input_bins / "in" / name, dtype="<f4").reshape(1, 100_000)
         expected = full.to_host(full.forward(full.to_device(batch)))
-        np.testing.assert_array_equal(np.fromfile(tmp_path / name, dtype="<f4").reshape(expected.shape), expected)
+        np.testing.assert_array_equal(np.fromfile(out / name, dtype="<f4").reshape(expected.shape), expected)
 
 
-def test_bins_left_by_another_run_key_are_redone(input_bins, traced_path, tmp_path) -> None:
-    inputs = find_input_bins(input_bins / "in", 1, 100_000)
-    stopped = StopsAfter(runs=2)
-    stopped.load(traced_path)
+def test_a_ctrl_c_during_the_timed_runs_loses_no_bin(input_bins, traced_path, tmp_path) -> None:
+    out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run_bins(stopped, inputs, tmp_path, "old-model", {})
-    backend = TorchScriptBackend(DeviceOptions())
-    backend.load(traced_path)
-    assert run_bins(backend, inputs, tmp_path, "new-model", {}).rows == 4
+        compile_with(StopsAfter(runs=4), input_bins, traced_path, out)  # every bin, then stopped timing
+    assert RunDir(out, LogitsManifest).require_manifest().throughput is None  # finished, figures to come
+    result = compile_with(StopsAfter(runs=1), input_bins, traced_path, out)  # one timed run, no bin again
+    assert result.manifest.throughput is not None and result.manifest.stage.rows_run == 4
 
 
 def test_compile_redoes_an_output_dir_holding_another_model_logits(input_bins, traced_path, tmp_path) -> None:
@@ -122,11 +106,3 @@ def test_an_output_dir_that_cannot_be_created_is_a_clear_error(dataset) -> None:
                         "--output", f"{bad}/bins", "--data_path", f"{bad}/data", check=False)  # fmt: skip
     assert result.returncode == 2 and "cannot create /proc/no_such_dir/bins" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_progress_of_another_run_or_a_line_cut_short_is_not_trusted(tmp_path) -> None:
-    progress = tmp_path / PROGRESS_FILE
-    progress.write_text("key-1\nbatch_0.bin\t[1, 312, 32]\nbatch_1.bin\t[1, 312, 32]\nbatch_2.bin\t[1, 3")
-    assert finished_bins(progress, "key-1") == {"batch_0.bin": [1, 312, 32], "batch_1.bin": [1, 312, 32]}
-    assert finished_bins(progress, "key-2") == {}
-    assert finished_bins(tmp_path / "absent", "key-1") == {}

@@ -2,24 +2,19 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import REPO_ROOT, SHARED_DATA, path_with_this_python
 
 MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech" / "test-clean"
 
 
 def sweep(work: Path, dataset: Path, model_dir: Path, *batch_sizes: int) -> subprocess.CompletedProcess:
-    bin_dir = work / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    if not (bin_dir / "python3").exists():
-        (bin_dir / "python3").symlink_to(sys.executable)
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PATH": path_with_this_python(work / "bin"),
         "WORK": str(work / "sweep"),
         "RESULTS": str(work / "results"),
         "WARMUP_RUNS": "0",

@@ -2,9 +2,6 @@
 
 import importlib
 import importlib.util
-import os
-import tempfile
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +12,8 @@ import numpy as np
 import torch
 
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.provenance import file_sha256
-
-AUTO = "auto"
+from wav2vec2_pipeline.export import load_torchscript, model_sha256, onnx_int8_model, onnx_model
+from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
 
 DeviceBatch = torch.Tensor | np.ndarray
 """A batch where the backend computes on it: a tensor on its device, or an array for ONNX Runtime."""
@@ -31,6 +27,12 @@ class DeviceOptions:
     """torch_aie only: a name of torch_aie.PrecisionPolicy."""
     threads: int | None = None
     """CPU backends: intra-op threads (None: the library's default, one per core)."""
+
+    def __post_init__(self) -> None:
+        if self.device_id < 0:
+            raise PipelineError(f"--device_id must be 0 or more, got {self.device_id}")
+        if self.threads is not None and self.threads < 1:
+            raise PipelineError(f"--threads must be at least 1, got {self.threads}")
 
 
 class Backend(ABC):
@@ -68,17 +70,6 @@ class Backend(ABC):
 
     def to_host(self, logits: DeviceBatch) -> np.ndarray:
         return logits.detach().to("cpu", torch.float32).numpy()
-
-
-def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: create it with wav2vec2_pth2ts.py")
-    try:
-        return torch.jit.load(str(path), map_location=device).eval()
-    except RuntimeError as error:
-        raise PipelineError(
-            f"{path} is not a TorchScript module ({error}); re-create it with wav2vec2_pth2ts.py"
-        ) from error
 
 
 class TorchScriptBackend(Backend):
@@ -120,7 +111,6 @@ class OnnxRuntimeBackend(Backend):
     graph optimisations on. The export is kept beside traced.pth (named by its hash) for the next run."""
 
     name = "onnxruntime"
-    OPSET = 17
 
     @classmethod
     def available(cls) -> bool:
@@ -132,19 +122,7 @@ class OnnxRuntimeBackend(Backend):
         self.session = self.session_for(self.onnx_model(torchscript_path), self.session_options())
 
     def onnx_model(self, torchscript_path: Path) -> Path:
-        path = torchscript_path.with_name(f"{torchscript_path.stem}.{file_sha256(torchscript_path)[:16]}.onnx")
-        if not path.is_file():
-            print(f"exporting {torchscript_path} to ONNX, once: {path}", flush=True)
-            module = load_torchscript(torchscript_path, "cpu")
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
-                    output_names=["logits"], opset_version=self.OPSET, dynamo=False,
-                    dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
-                )  # fmt: skip
-                os.replace(f"{tmp}/model.onnx", path)
-        return path
+        return onnx_model(torchscript_path, model_sha256(torchscript_path))
 
     def session_options(self):
         import onnxruntime
@@ -178,18 +156,7 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
     name = "onnxruntime-int8"
 
     def onnx_model(self, torchscript_path: Path) -> Path:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        fp32 = super().onnx_model(torchscript_path)
-        path = fp32.with_suffix(".int8.onnx")
-        if not path.is_file():
-            print(f"quantising {fp32} to int8, once: {path}", flush=True)
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                quantize_dynamic(
-                    fp32, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8
-                )
-                os.replace(f"{tmp}/model.onnx", path)
-        return path
+        return onnx_int8_model(super().onnx_model(torchscript_path))
 
 
 class CudaBackend(TorchScriptBackend):
@@ -280,6 +247,7 @@ BACKENDS: dict[str, type[Backend]] = {
 }  # fmt: skip
 """In the order `auto` tries them. On a CPU it takes onnxruntime, the fastest fp32 path (README, 'CPU
 performance'), and torchscript where onnxruntime is not installed; it never takes an opt-in variant."""
+assert tuple(BACKENDS) == BACKEND_NAMES, "inference.BACKEND_NAMES lists the backends for the command line"
 
 
 def create_backend(name: str, options: DeviceOptions) -> Backend:

@@ -1,78 +1,107 @@
 """The batch map (which utterance sits in which row of which bin) and the ground-truth file.
 
-Both live in `--data_path` and are the contract between preprocess and postprocess.
+Both live in `--data_path` and are the contract between preprocess and postprocess. The map also carries the
+sha256 of every input bin and of the ground truth, so postprocess can tie logits to the audio they came from.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from wav2vec2_pipeline.bins import bin_name
+from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_json, atomic_write_text, read_json
+from wav2vec2_pipeline.fileio import atomic_write_text
 from wav2vec2_pipeline.librispeech import parse_transcripts
 from wav2vec2_pipeline.model import SAMPLE_RATE
-from wav2vec2_pipeline.planning import Plan
+from wav2vec2_pipeline.planning import Row
+from wav2vec2_pipeline.provenance import file_sha256
 
-MAP_FORMAT = "wav2vec2-pipeline/batch-map/2"
 GROUND_TRUTH_FILE = "ground_truth_texts.txt"
+WHOLE, SKIPPED, CUT, CHUNKED, EMPTY = "whole", "skipped", "cut", "chunked", "empty"
+OUTCOMES = (WHOLE, SKIPPED, CUT, CHUNKED, EMPTY)
+"""What preprocess did with an utterance: in one row, left out (longer than the window, --long_audio skip),
+its start only, split into windows, or no row at all (too short for one frame: transcribed as empty)."""
+
+
+@dataclass(frozen=True)
+class MapBin:
+    name: str
+    samples: int
+    """Row length: the input bin is batch_size x samples float32."""
+    sha256: str
+    """Of the input bin's bytes: logits computed from any other bin are refused."""
+    rows: list[Row]
+    """In row order; pad rows are not listed. A chunked utterance has one row per window, in window order."""
+
+
+@dataclass(frozen=True)
+class UtteranceEntry:
+    num_samples: int
+    outcome: str
+    audio: str
+    """The audio file it was read from."""
 
 
 @dataclass(frozen=True)
 class BatchMap:
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/batch-map/3"
+    PRODUCED_BY: ClassVar[str] = "wav2vec2_preprocess.py"
+
+    run_key: str
+    """The preprocess run that wrote the input bins; their manifest and the logits' manifest carry it too."""
     batch_size: int
     max_samples: int
     """The window (the longest bucket with --bucket); longer utterances are handled by `long_audio`."""
     long_audio: str
-    bins: dict[str, list[str]]
-    """Bin file name -> utterance id of each of its rows, in row order; pad rows are not listed.
-    With --long_audio chunk an id has one row per window, in window order."""
-    bin_samples: dict[str, int]
-    """Bin file name -> row length: the bin is batch_size x bin_samples float32."""
-    keep_frames: dict[str, list[list[int]]]
-    """Bin file name -> per row, the frames [a, b) of its logits that belong to the utterance."""
-    num_samples: dict[str, int]
-    """Every utterance's original length in samples, skipped ones included."""
-    skipped: list[str]
-    cut: list[str]
-    chunked: list[str]
-    preprocess_id: str
-    """Hash of the inputs and settings that produced the bins; carried into both bin manifests."""
+    sample_rate: int
+    ground_truth_sha256: str
+    bins: list[MapBin]
+    utterances: dict[str, UtteranceEntry]
+    """Every utterance of the input, with its original length and outcome."""
+
+    def with_outcome(self, *outcomes: str) -> list[str]:
+        return sorted(u for u, entry in self.utterances.items() if entry.outcome in outcomes)
 
     @property
-    def scored(self) -> list[str]:
-        """Utterances with logits, each once, in the order of their first row."""
-        return list(dict.fromkeys(utt_id for ids in self.bins.values() for utt_id in ids))
+    def with_rows(self) -> list[str]:
+        return self.with_outcome(WHOLE, CUT, CHUNKED)
+
+    @property
+    def long_ids(self) -> list[str]:
+        return sorted(u for u, entry in self.utterances.items() if entry.num_samples > self.max_samples)
 
     def seconds(self, utt_ids: list[str]) -> float:
-        return sum(self.num_samples[utt_id] for utt_id in utt_ids) / SAMPLE_RATE
+        return sum(self.utterances[u].num_samples for u in utt_ids) / self.sample_rate
 
     def seconds_lost(self, utt_id: str) -> float:
         """Speech of the utterance that no row holds."""
-        if utt_id in self.skipped:
-            return self.num_samples[utt_id] / SAMPLE_RATE
-        if utt_id in self.cut:
-            return (self.num_samples[utt_id] - self.max_samples) / SAMPLE_RATE
+        entry = self.utterances[utt_id]
+        if entry.outcome in (SKIPPED, EMPTY):
+            return entry.num_samples / self.sample_rate
+        if entry.outcome == CUT:
+            return (entry.num_samples - self.max_samples) / self.sample_rate
         return 0.0
 
-
-def batch_map_from_plan(
-    plan: Plan, batch_size: int, max_samples: int, long_audio: str, num_samples: dict[str, int], preprocess_id: str
-) -> BatchMap:
-    names = [bin_name(index) for index in range(len(plan.bins))]
-    named = list(zip(names, plan.bins, strict=True))
-    return BatchMap(
-        batch_size=batch_size,
-        max_samples=max_samples,
-        long_audio=long_audio,
-        bins={name: [row.utt_id for row in b.rows] for name, b in named},
-        bin_samples={name: b.samples for name, b in named},
-        keep_frames={name: [list(row.keep) for row in b.rows] for name, b in named},
-        num_samples=num_samples,
-        skipped=plan.skipped,
-        cut=plan.cut,
-        chunked=plan.chunked,
-        preprocess_id=preprocess_id,
-    )
+    def check(self, path: Path) -> None:
+        """The map's own consistency: every row's utterance is listed with an outcome that has rows, and
+        every utterance with such an outcome has rows; rows fit the batch size and keep frames in order."""
+        problems = []
+        if self.batch_size < 1 or self.sample_rate != SAMPLE_RATE:
+            problems.append(f"batch_size {self.batch_size}, sample_rate {self.sample_rate}")
+        names = [b.name for b in self.bins]
+        if len(set(names)) != len(names):
+            problems.append("a bin is listed twice")
+        if any(len(b.rows) > self.batch_size for b in self.bins):
+            problems.append(f"a bin lists more than {self.batch_size} rows")
+        in_rows = {row.utt_id for b in self.bins for row in b.rows}
+        if in_rows != set(self.with_rows):
+            problems.append("the utterances in rows differ from those whose outcome has rows")
+        if any(e.outcome not in OUTCOMES for e in self.utterances.values()):
+            problems.append(f"an outcome is not one of {', '.join(OUTCOMES)}")
+        if any(not 0 <= row.keep[0] < row.keep[1] for b in self.bins for row in b.rows):
+            problems.append("a row keeps no frames")
+        if problems:
+            raise PipelineError(f"{path} is inconsistent ({'; '.join(problems)}); re-run wav2vec2_preprocess.py")
 
 
 def map_path(data_path: Path, batch_size: int) -> Path:
@@ -81,47 +110,24 @@ def map_path(data_path: Path, batch_size: int) -> Path:
 
 def write_map(data_path: Path, batch_map: BatchMap) -> Path:
     path = map_path(data_path, batch_map.batch_size)
-    atomic_write_json(
-        path,
-        {
-            "format": MAP_FORMAT,
-            "sample_rate": SAMPLE_RATE,
-            **asdict(batch_map),
-        },
-    )
+    records.save(path, batch_map)
     return path
 
 
 def read_map(data_path: Path, batch_size: int) -> BatchMap:
     """Load and check the map preprocess wrote for `batch_size`."""
     path = map_path(data_path, batch_size)
+    if not data_path.is_dir():
+        kind = "is a file" if data_path.exists() else "does not exist"
+        raise PipelineError(f"--data_path {data_path} {kind}; pass the dir wav2vec2_preprocess.py wrote its map to")
     if not path.is_file():
         found = sorted(p.name for p in data_path.glob("batch_i_filename_map_bs*.json"))
         hint = f" Maps present: {', '.join(found)}; pass the --batch_size used in preprocess." if found else ""
         raise PipelineError(f"{path} not found: run wav2vec2_preprocess.py with --batch_size {batch_size} first.{hint}")
-    raw = read_json(path, "batch map", "wav2vec2_preprocess.py")
-    if not isinstance(raw, dict) or raw.get("format") != MAP_FORMAT:
-        raise PipelineError(f"{path} is not a batch map of format {MAP_FORMAT}; re-run wav2vec2_preprocess.py")
-    try:
-        batch_map = BatchMap(**{field.name: raw[field.name] for field in fields(BatchMap)})
-    except KeyError as error:
-        raise PipelineError(f"{path} lacks or mangles field {error}; re-run wav2vec2_preprocess.py") from error
-    listed = batch_map.scored + batch_map.skipped
-    problems = []
+    batch_map = records.load(BatchMap, path)
     if batch_map.batch_size != batch_size:
-        problems.append(f"it says batch_size {batch_map.batch_size}")
-    if any(len(ids) > batch_size for ids in batch_map.bins.values()):
-        problems.append(f"a bin lists more than {batch_size} rows")
-    if len(set(listed)) != len(listed):
-        problems.append("an utterance is both skipped and in a bin")
-    if set(listed) != set(batch_map.num_samples):
-        problems.append("its utterances and their lengths do not match")
-    if any(len(batch_map.keep_frames.get(name, ())) != len(ids) for name, ids in batch_map.bins.items()):
-        problems.append("keep_frames does not give one frame range per row")
-    if set(batch_map.bin_samples) != set(batch_map.bins):
-        problems.append("bin_samples does not give every bin's row length")
-    if problems:
-        raise PipelineError(f"{path} is inconsistent ({'; '.join(problems)}); re-run wav2vec2_preprocess.py")
+        raise PipelineError(f"{path} says batch_size {batch_map.batch_size}; re-run wav2vec2_preprocess.py")
+    batch_map.check(path)
     return batch_map
 
 
@@ -131,16 +137,19 @@ def write_ground_truth(data_path: Path, transcripts: dict[str, str]) -> Path:
     return path
 
 
-def read_ground_truth(data_path: Path, utt_ids: list[str]) -> dict[str, str]:
-    """Transcripts of `utt_ids`; every one must be there."""
+def read_ground_truth(data_path: Path, batch_map: BatchMap) -> dict[str, str]:
+    """The transcript of every utterance of the map, from the very file the map was written with."""
     path = data_path / GROUND_TRUTH_FILE
     if not path.is_file():
         raise PipelineError(f"{path} not found: run wav2vec2_preprocess.py first")
-    transcripts = parse_transcripts(path)
-    missing = [utt_id for utt_id in utt_ids if utt_id not in transcripts]
-    if missing:
+    if file_sha256(path) != batch_map.ground_truth_sha256:
         raise PipelineError(
-            f"{path} has no transcript for {len(missing)} utterance(s) of the map, e.g. {missing[0]}; "
-            "was it overwritten by a preprocess run on another dataset? Re-run wav2vec2_preprocess.py"
+            f"{path} is not the ground truth the batch map for batch size {batch_map.batch_size} was written "
+            "with (a preprocess run on other data into the same --data_path, or an edit); re-run "
+            "wav2vec2_preprocess.py, or give each dataset its own --data_path"
         )
-    return {utt_id: transcripts[utt_id] for utt_id in utt_ids}
+    transcripts = parse_transcripts(path)
+    missing = [u for u in batch_map.utterances if u not in transcripts]
+    if missing:
+        raise PipelineError(f"{path} has no transcript for {len(missing)} utterance(s) of the map, e.g. {missing[0]}")
+    return {utt_id: transcripts[utt_id] for utt_id in batch_map.utterances}

@@ -1,15 +1,32 @@
-"""The raw `.bin` format between stages: C-order float32, no header, shape known from the map."""
+"""Dirs of `.bin` files and their records: the raw format, a completion record per bin, and the manifest.
 
+A bin is raw little-endian float32 in C order, no header; its shape comes from its record. A dir of bins is
+written by one run at a time (a lock), bin by bin: each finished bin gets a completion record saying what
+produced it and the sha256 of what it holds, so an interrupted run resumes bin by bin and several workers can
+complete disjoint bins of one run. The manifest, written last, is the one sign that the run finished.
+"""
+
+import contextlib
 import re
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_bytes, atomic_write_json, read_json
+from wav2vec2_pipeline.fileio import atomic_write_bytes, make_dir
+from wav2vec2_pipeline.provenance import bytes_sha256, locked
 
 DTYPE = np.dtype("<f4")
 _BIN_NAME = re.compile(r"^batch_(\d+)\.bin$")
+MANIFEST_FILE = "manifest.json"
+RECORDS_DIR = ".bins"
+LOCK_FILE = ".lock"
+RUN_FILE = "run.json"
 
 
 def bin_name(index: int) -> str:
@@ -27,13 +44,14 @@ def bin_index(name: str) -> int:
 def list_bins(directory: Path) -> list[Path]:
     """The `batch_<i>.bin` files of a dir in batch order."""
     if not directory.is_dir():
-        raise PipelineError(f"{directory} does not exist")
+        kind = "is a file, not a dir of bins" if directory.exists() else "does not exist"
+        raise PipelineError(f"{directory} {kind}")
     return sorted(
         (p for p in directory.glob("batch_*.bin") if _BIN_NAME.match(p.name)), key=lambda p: bin_index(p.name)
     )
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...] | list[int]) -> str:
     return " x ".join(str(dim) for dim in shape)
 
 
@@ -46,58 +64,214 @@ def is_whole(path: Path, shape: tuple[int, ...] | list[int]) -> bool:
     return path.is_file() and path.stat().st_size == nbytes(shape)
 
 
-def check_bin_size(path: Path, shape: tuple[int, ...], hint: str) -> None:
-    """Fail, naming the file, unless it holds exactly one float32 array of `shape`."""
+def read_bytes(path: Path, shape: tuple[int, ...] | list[int], hint: str) -> bytearray:
+    """The bin's bytes (writable, so arrays over them can go to torch as they are), failing (naming the file)
+    unless it holds exactly one float32 array of `shape`."""
     expected = nbytes(shape)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found. {hint}")
-    actual = path.stat().st_size
-    if actual != expected:
-        raise PipelineError(
-            f"{path.name} has {actual} bytes; expected {shape_text(shape)} float32 = {expected}. {hint}"
-        )
+    try:
+        size = path.stat().st_size
+        if size != expected:
+            raise PipelineError(
+                f"{path.name} has {size} bytes; expected {shape_text(shape)} float32 = {expected}. {hint}"
+            )
+        data = bytearray(expected)
+        with path.open("rb") as handle:
+            handle.readinto(data)
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found. {hint}") from None
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror or error}") from error
+    return data
 
 
-def write_bin(path: Path, array: np.ndarray) -> None:
-    atomic_write_bytes(path, np.ascontiguousarray(array, dtype=DTYPE).tobytes())
+def as_array(data: bytearray, shape: tuple[int, ...] | list[int]) -> np.ndarray:
+    return np.frombuffer(data, dtype=DTYPE).reshape(shape)
 
 
-def read_bin(path: Path, shape: tuple[int, ...], hint: str) -> np.ndarray:
-    check_bin_size(path, shape, hint)
-    return np.fromfile(path, dtype=DTYPE).reshape(shape)
+@dataclass(frozen=True)
+class BinRecord:
+    """One finished bin: what produced it (`key`) and what it holds (`sha256` of its bytes)."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/bin-record/1"
+    PRODUCED_BY: ClassVar[str] = "the stage that wrote the bin"
+
+    name: str
+    shape: list[int]
+    sha256: str
+    key: str
+    """Digest of everything that went into this bin (its audio or input bin, model, settings)."""
+    rows_used: int
+    """Rows holding speech; the rest are zero padding."""
+    speech_samples: int
+    """Speech the bin contributes to the transcripts: its rows' kept frames x samples per frame."""
+    input_sha256: str | None = None
+    """Logits only: the sha256 of the input bin they were computed from."""
 
 
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "wav2vec2-pipeline/bin-dir/2"
+@dataclass(frozen=True)
+class RunStart:
+    """Written when a run starts, so that an unfinished dir can say which run and how to finish it."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/run-start/1"
+    PRODUCED_BY: ClassVar[str] = "the stage that writes the dir"
+
+    run_key: str
+    bins: dict[str, str]
+    """Every bin of the run, with the key its completion record must carry."""
+    command: str
 
 
-def write_manifest(directory: Path, shapes: dict[str, list[int]], **facts: object) -> None:
-    """Record what a dir of bins holds (bin name -> shape, in order); written last, so its presence
-    means the stage finished."""
-    atomic_write_json(
-        directory / MANIFEST_FILE, {"format": MANIFEST_FORMAT, "dtype": "float32", "bins": shapes, **facts}
-    )
+@dataclass(frozen=True)
+class InputManifest:
+    """A finished preprocess run's input bins."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/input-bins/3"
+    PRODUCED_BY: ClassVar[str] = "wav2vec2_preprocess.py"
+
+    run_key: str
+    batch_size: int
+    bins: list[BinRecord]
 
 
-def read_manifest(directory: Path) -> dict | None:
-    """The dir's manifest, or None where a stage (or an older tool) wrote bins without one."""
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
+@dataclass(frozen=True)
+class StageMetrics:
+    """The stage's own figures: all bins of the run, bin reads and writes included."""
+
+    bins_run: int
+    rows_run: int
+    """Rows the model ran in this invocation (pad rows skipped where the backend allows)."""
+    wall_s: float
+    speech_s: float
+    """Speech the rows run carry (kept frames x 20 ms)."""
+    peak_rss_mib: float
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.rows_run / self.wall_s if self.rows_run else None
+
+    @property
+    def audio_s_per_s(self) -> float | None:
+        """None for bins from elsewhere, whose speech is not known."""
+        return self.speech_s / self.wall_s if self.rows_run and self.speech_s else None
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The reference's figure: one batch resident on the device, warm-up, timed runs each synchronised."""
+
+    shape: list[int]
+    warmup_runs: int
+    run_s: list[float]
+
+    @property
+    def samples_per_s(self) -> float:
+        return len(self.run_s) * self.shape[0] / sum(self.run_s)
+
+    @property
+    def median_run_ms(self) -> float:
+        return 1000 * statistics.median(self.run_s)
+
+
+@dataclass(frozen=True)
+class LogitsManifest:
+    """A finished compile.py run's logits bins, tied to the model and input bins that produced them."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/logits-bins/3"
+    PRODUCED_BY: ClassVar[str] = "compile.py"
+
+    run_key: str
+    batch_size: int
+    input_run_key: str
+    """The input manifest's run key: which preprocess run the input bins came from."""
+    model_sha256: str
+    backend: str
+    vocab: list[str] | None
+    """The model's vocabulary, where traced.pth's export record gives it."""
+    bins: list[BinRecord]
+    stage: StageMetrics
+    throughput: Throughput | None = None
+
+
+M = TypeVar("M", InputManifest, LogitsManifest)
+MANIFEST_TYPES = (InputManifest, LogitsManifest)
+
+
+class RunDir(Generic[M]):
+    """A dir of bins as one run writes it: lock, per-bin completion records, and the manifest last."""
+
+    def __init__(self, path: Path, manifest_type: type[M]) -> None:
+        self.path = path
+        self.manifest_type = manifest_type
+        self.records_dir = path / RECORDS_DIR
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        make_dir(self.path)
+        with locked(self.path / LOCK_FILE, str(self.path)):
+            yield
+
+    def manifest(self) -> M | None:
+        """The finished run's manifest; None where no run finished here."""
+        path = self.path / MANIFEST_FILE
+        if not path.is_file():
+            return None
+        others = tuple(t for t in MANIFEST_TYPES if t is not self.manifest_type)
+        return records.load(self.manifest_type, path, others)
+
+    def require_manifest(self) -> M:
+        """The manifest, or an error saying whether a run is unfinished here (and how to finish it)."""
+        manifest = self.manifest()
+        if manifest is not None:
+            return manifest
+        producer = self.manifest_type.PRODUCED_BY
+        start = self.run_start()
+        if start is not None:
+            done = sum(self.done(name, key) is not None for name, key in start.bins.items())
+            raise PipelineError(
+                f"the {producer} run into {self.path} did not finish ({done} of {len(start.bins)} bins done); "
+                f"finish it by running the same command again: {start.command}"
+            )
+        if not self.path.is_dir():
+            raise PipelineError(f"{self.path} is not a dir. Pass the dir that {producer} wrote.")
+        raise PipelineError(f"{self.path} has no {MANIFEST_FILE}: it was not written by {producer}. Run it first.")
+
+    def run_start(self) -> RunStart | None:
+        with contextlib.suppress(PipelineError):
+            return records.load(RunStart, self.records_dir / RUN_FILE)
         return None
-    manifest = read_json(path, "bin manifest", "the stage that wrote the bins")
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise PipelineError(f"{path} is not a manifest of format {MANIFEST_FORMAT}; delete it and re-run the stage")
-    return manifest
 
+    def begin(self, run_key: str, keys: dict[str, str], command: str) -> None:
+        """Mark the dir as being written by the run that will make these bins (name -> key): no manifest
+        until it finishes."""
+        (self.path / MANIFEST_FILE).unlink(missing_ok=True)
+        make_dir(self.records_dir)
+        records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command))
 
-def remove_manifest(directory: Path) -> None:
-    """Mark a dir as being rewritten, so an interrupted stage leaves no manifest behind."""
-    (directory / MANIFEST_FILE).unlink(missing_ok=True)
+    def done(self, name: str, key: str) -> BinRecord | None:
+        """The bin's record, if a run finished this bin from the same inputs (`key`) and it is still whole."""
+        with contextlib.suppress(PipelineError):
+            record = records.load(BinRecord, self.records_dir / f"{name}.json")
+            if record.key == key and record.name == name and is_whole(self.path / name, record.shape):
+                return record
+        return None
 
+    def put(self, name: str, array: np.ndarray, **facts: object) -> BinRecord:
+        """Write a bin, then its completion record (so a bin without one is never taken as finished)."""
+        data = np.ascontiguousarray(array, dtype=DTYPE).tobytes()
+        atomic_write_bytes(self.path / name, data)
+        record = BinRecord(name=name, shape=list(array.shape), sha256=bytes_sha256(data), **facts)
+        records.save(self.records_dir / f"{name}.json", record)
+        return record
 
-def update_manifest(directory: Path, **facts: object) -> None:
-    """Add facts (e.g. timings measured after the bins were written) to a finished dir's manifest."""
-    manifest = read_manifest(directory)
-    if manifest is None:
-        raise PipelineError(f"{directory / MANIFEST_FILE} is missing; the stage did not finish")
-    atomic_write_json(directory / MANIFEST_FILE, manifest | facts)
+    def finish(self, manifest: M) -> None:
+        """Remove what no longer belongs to the run (bins of a longer earlier run), then write the manifest."""
+        keep = {record.name for record in manifest.bins}
+        for stale in list_bins(self.path):
+            if stale.name not in keep:
+                stale.unlink()
+                (self.records_dir / f"{stale.name}.json").unlink(missing_ok=True)
+        self.update(manifest)
+
+    def update(self, manifest: M) -> None:
+        """Rewrite a finished run's manifest, e.g. with figures measured after its bins were written."""
+        records.save(self.path / MANIFEST_FILE, manifest)

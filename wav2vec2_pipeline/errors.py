@@ -1,11 +1,25 @@
-"""One error type for every input problem a user can fix, and the CLI wrapper that reports it."""
+"""One error type for every input problem a user can fix, and the command-line plumbing that reports it."""
 
+import argparse
+import shlex
 import sys
 from collections.abc import Callable
+from typing import NoReturn
+
+USAGE_ERROR = 2
+"""Exit status for bad input, as argparse uses for bad arguments."""
 
 
 class PipelineError(Exception):
     """Bad input or state a user can fix; the message says what was wrong and what to do."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one `error: ...` line (no usage dump), like every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (--help lists the options)", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
 
 
 def run_cli(main: Callable[[], None]) -> None:
@@ -14,4 +28,12 @@ def run_cli(main: Callable[[], None]) -> None:
         main()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE_ERROR)
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is kept, and the same command goes on from there", file=sys.stderr)
+        sys.exit(130)
+
+
+def command_line() -> str:
+    """This process's command as a user would retype it: what an unfinished run tells them to run again."""
+    return shlex.join(["python3", *sys.argv])

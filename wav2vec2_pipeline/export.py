@@ -1,24 +1,46 @@
-"""Stage 2: Wav2Vec2ForCTC -> a TorchScript module mapping float32 [B, T] to logits [B, frames, vocab]."""
+"""Stage 2 and the conversions every backend builds on: Wav2Vec2ForCTC -> a TorchScript module mapping float32
+[B, T] to logits [B, frames, vocab] (checked against the eager model), and that module -> ONNX (fp32, int8).
+
+The export record beside traced.pth ties it to the model files it came from (by content) and carries the
+model's vocabulary and geometry, so later stages decode with the vocabulary the logits were made with.
+"""
 
 import io
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from transformers import Wav2Vec2ForCTC
 
+from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_bytes
+from wav2vec2_pipeline.fileio import atomic_write_bytes, check_output_file, make_dir
+from wav2vec2_pipeline.model import (
+    MODEL_FILES,
+    VOCAB_FILE,
+    Geometry,
+    is_hub_id,
+    load_ctc_model,
+    load_geometry,
+    load_vocab,
+)
+from wav2vec2_pipeline.provenance import DigestCache, digest, file_sha256, locked
+
+if TYPE_CHECKING:
+    from transformers import Wav2Vec2ForCTC
 
 TRACE_ATOL = 1e-3
 TRACE_RTOL = 1e-4
+ONNX_OPSET = 17
 
 
 class LogitsOnly(torch.nn.Module):
     """Return the logits tensor alone: backends and torch_aie take a plain tensor out, not a ModelOutput."""
 
-    def __init__(self, model: Wav2Vec2ForCTC) -> None:
+    def __init__(self, model: "Wav2Vec2ForCTC") -> None:
         super().__init__()
         self.model = model
 
@@ -33,7 +55,28 @@ class TraceCheck:
     output_shape: tuple[int, ...]
 
 
-def trace(model: Wav2Vec2ForCTC, num_samples: int) -> torch.jit.ScriptModule:
+@dataclass(frozen=True)
+class ExportRecord:
+    """traced.pth.json: what traced.pth was made from and what it holds."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/export/2"
+    PRODUCED_BY: ClassVar[str] = "wav2vec2_pth2ts.py"
+
+    run_key: str
+    """Digest of the model files' contents and --max_samples."""
+    model: str
+    max_samples: int
+    sha256: str
+    size: int
+    mtime_ns: int
+    """traced.pth's size and modification time when its sha256 was taken: a later stage reuses the digest
+    while they are unchanged."""
+    vocab: list[str] | None
+    geometry: Geometry
+    max_abs_diff: float
+
+
+def trace(model: "Wav2Vec2ForCTC", num_samples: int) -> torch.jit.ScriptModule:
     """Trace at batch 1 with `num_samples`; the batch axis stays free, so every backend can pick N."""
     example = torch.randn(1, num_samples)
     with torch.no_grad(), warnings.catch_warnings():
@@ -42,7 +85,7 @@ def trace(model: Wav2Vec2ForCTC, num_samples: int) -> torch.jit.ScriptModule:
         return torch.jit.trace(LogitsOnly(model).eval(), example, check_trace=False)
 
 
-def check_trace(model: Wav2Vec2ForCTC, traced: torch.jit.ScriptModule, num_samples: int, seed: int = 1) -> TraceCheck:
+def check_trace(model: "Wav2Vec2ForCTC", traced: torch.jit.ScriptModule, num_samples: int, seed: int = 1) -> TraceCheck:
     """Compare traced and eager logits on a fresh random input of another batch size than the trace's."""
     generator = torch.Generator().manual_seed(seed)
     fresh = torch.randn(2, num_samples, generator=generator)
@@ -61,3 +104,131 @@ def save_torchscript(module: torch.jit.ScriptModule, path: Path) -> None:
     buffer = io.BytesIO()
     torch.jit.save(module, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def record_path(torchscript_path: Path) -> Path:
+    return torchscript_path.with_name(torchscript_path.name + ".json")
+
+
+def read_record(torchscript_path: Path) -> ExportRecord | None:
+    """The export record, where wav2vec2_pth2ts.py wrote one (traced.pth from elsewhere has none)."""
+    path = record_path(torchscript_path)
+    return records.load(ExportRecord, path) if path.is_file() else None
+
+
+def model_sha256(torchscript_path: Path) -> str:
+    """traced.pth's sha256; taken from its export record while its size and modification time are unchanged."""
+    if not torchscript_path.is_file():
+        kind = "is a dir" if torchscript_path.is_dir() else "not found"
+        raise PipelineError(f"{torchscript_path} {kind}: pass the file wav2vec2_pth2ts.py wrote")
+    record = read_record(torchscript_path)
+    stat = torchscript_path.stat()
+    if record is not None and (record.size, record.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        return record.sha256
+    return file_sha256(torchscript_path)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    record: ExportRecord
+    check: TraceCheck | None
+    """None where the export was up to date and nothing was traced."""
+
+
+def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = False) -> ExportResult:
+    """Trace, check and save the model, then its record; reuse a saved export of the same model contents."""
+    check_output_file(output, "--output")
+    source = Path(model_dir)
+    local = not is_hub_id(model_dir)
+    geometry = load_geometry(source) if local else None
+    if geometry is not None and max_samples < geometry.receptive_field:
+        raise PipelineError(
+            f"--max_samples {max_samples} is shorter than the model's receptive field ({geometry.receptive_field} "
+            "samples): trace with at least that"
+        )
+    vocab = list(load_vocab(source, geometry)) if local and (source / VOCAB_FILE).is_file() else None
+    if local and output.parent.resolve() == source.resolve() and output.name in MODEL_FILES:
+        raise PipelineError(f"--output {output} is one of the model's own files; write the export elsewhere")
+    cache = DigestCache(output.with_name(f".{output.name}.digests.json"))
+    ours = {output.resolve(), record_path(output).resolve()}
+    files = [p for p in sorted(source.iterdir()) if local and p.is_file() and not p.name.startswith(".")
+             and p.suffix != ".onnx" and p.resolve() not in ours]  # fmt: skip
+    contents = {p.name: cache.sha256(p) for p in files} if local else model_dir
+    run_key = digest({"model": contents, "max_samples": max_samples})
+    previous = None if overwrite or not output.is_file() else _matching_record(output, run_key)
+    if previous is not None:
+        return ExportResult(previous, None)
+    make_dir(output.parent)
+    with locked(output.with_name(f".{output.name}.lock"), str(output)):
+        model = load_ctc_model(model_dir)
+        traced = trace(model, max_samples)
+        check = check_trace(model, traced, max_samples)
+        save_torchscript(traced, output)
+        stat = output.stat()
+        record = ExportRecord(
+            run_key=run_key, model=model_dir, max_samples=max_samples, sha256=file_sha256(output),
+            size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+            vocab=vocab, geometry=geometry or _geometry_of(model),
+            max_abs_diff=check.max_abs_diff,
+        )  # fmt: skip
+        records.save(record_path(output), record)
+        cache.save()
+    return ExportResult(record, check)
+
+
+def _matching_record(output: Path, run_key: str) -> ExportRecord | None:
+    try:
+        record = read_record(output)
+    except PipelineError:
+        return None
+    if record is None or record.run_key != run_key or model_sha256(output) != record.sha256:
+        return None
+    return record
+
+
+def _geometry_of(model: "Wav2Vec2ForCTC") -> Geometry:
+    config = model.config
+    return Geometry(tuple(config.conv_kernel), tuple(config.conv_stride), config.conv_dim[0], config.vocab_size,
+                    config.pad_token_id)  # fmt: skip
+
+
+def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: create it with wav2vec2_pth2ts.py")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except RuntimeError as error:
+        raise PipelineError(
+            f"{path} is not a TorchScript module ({error}); re-create it with wav2vec2_pth2ts.py"
+        ) from error
+
+
+def onnx_model(torchscript_path: Path, sha256: str) -> Path:
+    """traced.pth exported to ONNX with free batch and length axes, once: kept beside it, named by its hash."""
+    path = torchscript_path.with_name(f"{torchscript_path.stem}.{sha256[:16]}.onnx")
+    if not path.is_file():
+        print(f"exporting {torchscript_path} to ONNX, once: {path}", flush=True)
+        module = load_torchscript(torchscript_path, "cpu")
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
+                output_names=["logits"], opset_version=ONNX_OPSET, dynamo=False,
+                dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
+            )  # fmt: skip
+            os.replace(f"{tmp}/model.onnx", path)
+    return path
+
+
+def onnx_int8_model(fp32_path: Path) -> Path:
+    """The ONNX model with its matrix products dynamically quantised to int8 (convolutions stay fp32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = fp32_path.with_suffix(".int8.onnx")
+    if not path.is_file():
+        print(f"quantising {fp32_path} to int8, once: {path}", flush=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            quantize_dynamic(fp32_path, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"],
+                             weight_type=QuantType.QInt8)  # fmt: skip
+            os.replace(f"{tmp}/model.onnx", path)
+    return path

@@ -20,6 +20,15 @@ def make_dir(path: Path) -> None:
         raise PipelineError(f"cannot create {path}: {error.strerror or error}. Choose another output dir.") from error
 
 
+def check_output_file(path: Path, flag: str, keep: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an output file path that names a dir, or one of the files in `keep` (inputs
+    that writing it would destroy)."""
+    if path.is_dir():
+        raise PipelineError(f"{flag} {path} is a dir; pass the path of a file to write")
+    if any(path.resolve() == other.resolve() for other in keep):
+        raise PipelineError(f"{flag} {path} is one of this stage's inputs; write it elsewhere")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, then rename it into place."""
     tmp_name = None
@@ -45,13 +54,3 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
-
-
-def read_json(path: Path, what: str, produced_by: str) -> Any:
-    """Read a JSON file another stage wrote; a missing or broken one says which stage to re-run."""
-    if not path.is_file():
-        raise PipelineError(f"{path} not found ({what}). Run {produced_by} first.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise PipelineError(f"{path} is not valid JSON ({error}). Re-run {produced_by}.") from error

@@ -1,94 +1,123 @@
-"""Stage 3: run every input bin through a backend, write logits bins, and time it two ways."""
+"""Stage 3: run every input bin through a backend, write logits bins, and time it two ways.
 
-import json
-import statistics
+Each logits bin gets a completion record holding the sha256 of the input bin it was computed from and the key
+of the model and backend, so a re-run redoes exactly the bins whose input or model changed, and postprocess
+can refuse logits that no longer belong to the batch map's inputs. Nothing here imports torch until a backend
+is created.
+"""
+
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from wav2vec2_pipeline.backends import Backend
 from wav2vec2_pipeline.bins import (
-    check_bin_size,
+    BinRecord,
+    InputManifest,
+    LogitsManifest,
+    RunDir,
+    StageMetrics,
+    Throughput,
+    as_array,
     is_whole,
     list_bins,
-    read_bin,
-    read_manifest,
-    remove_manifest,
-    write_bin,
-    write_manifest,
+    nbytes,
+    read_bytes,
+    shape_text,
 )
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_text, make_dir
+from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE, Geometry
+from wav2vec2_pipeline.provenance import bytes_sha256, digest, file_sha256
+from wav2vec2_pipeline.resources import check_fits, peak_rss_mib
 
-PROGRESS_FILE = ".progress.tsv"
+if TYPE_CHECKING:
+    from wav2vec2_pipeline.backends import Backend
+
+AUTO = "auto"
+BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8")
+"""In the order `auto` tries them (backends.BACKENDS holds the classes)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompileOptions:
+    """compile.py's options, checked when built, before any bin is read or the model loaded."""
+
+    batch_size: int
+    backend: str = AUTO
+    warmup_runs: int = 10
+    timed_runs: int = 100
+    max_samples: int = MAX_SAMPLES
+    """Row length of bins without a manifest (from elsewhere than preprocess)."""
+    device_id: int = 0
+    soc_version: str = "Ascend310P3"
+    precision_policy: str = "FP16"
+    threads: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.batch_size >= 1, f"--batch_size must be at least 1, got {self.batch_size}"),
+            (self.backend in (AUTO, *BACKEND_NAMES), f"--backend {self.backend!r}: choose one of {AUTO}, "
+                                                     f"{', '.join(BACKEND_NAMES)}"),
+            (self.warmup_runs >= 0, f"--warmup_runs must be 0 or more, got {self.warmup_runs}"),
+            (self.timed_runs >= 1, f"--timed_runs must be at least 1 (the figure is their mean), got "
+                                   f"{self.timed_runs}"),
+            (self.max_samples >= 1, f"--max_samples must be positive, got {self.max_samples}"),
+            (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
+            (self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise PipelineError(message)
 
 
 @dataclass(frozen=True)
 class InputBins:
-    shapes: dict[Path, tuple[int, int]]
-    """Each bin, in order, with its shape: batch_size x row length (several lengths with --bucket)."""
-    rows_used: dict[Path, int] | None
-    """Rows of each bin that hold speech (the rest are zero padding), where the input manifest says."""
-    speech_samples: int | None
-    """Speech the rows hold (each sample once), where the input manifest says."""
-
-    @property
-    def batch_size(self) -> int:
-        return next(iter(self.shapes.values()))[0]
-
-
-@dataclass(frozen=True)
-class StageTiming:
-    bins: int
-    rows: int
-    """Rows run by this invocation: pad rows skipped where the backend allows, and bins finished by an
-    earlier, interrupted run not run again."""
-    wall_s: float
-
-
-@dataclass(frozen=True)
-class ModelThroughput:
+    run_key: str
     batch_size: int
-    runs: int
-    run_s: list[float]
-
-    @property
-    def samples_per_s(self) -> float:
-        """The reference's figure: runs x batch size / total time of the timed runs."""
-        return self.runs * self.batch_size / sum(self.run_s)
-
-    @property
-    def median_run_s(self) -> float:
-        return statistics.median(self.run_s)
+    bins: list[BinRecord]
+    """In order, with shapes, digests and the speech each holds."""
 
 
 def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> InputBins:
-    """The bins to run, each checked for size before anything runs, so a bad one stops the stage early."""
-    manifest = read_manifest(input_dir)
-    if manifest is not None:
-        shapes = {input_dir / name: (int(shape[0]), int(shape[1])) for name, shape in manifest["bins"].items()}
-        made_with = manifest["batch_size"]
-        if made_with != batch_size:
-            raise PipelineError(
-                f"bins in {input_dir} were written with --batch_size {made_with}; you passed {batch_size}. "
-                f"Pass --batch_size {made_with} or preprocess again with --batch_size {batch_size}."
-            )
-        used = manifest.get("rows_used")
-        facts = ({input_dir / name: n for name, n in used.items()} if used else None, manifest.get("speech_samples"))
-    else:
-        shapes, facts = {path: (batch_size, max_samples) for path in list_bins(input_dir)}, (None, None)
-    if not shapes:
+    """The bins to run, each checked for size before anything runs, so a bad one stops the stage early.
+    Bins from elsewhere (no manifest, no unfinished preprocess run) are taken in name order and hashed."""
+    run_dir = RunDir(input_dir, InputManifest)
+    if not input_dir.is_dir():
+        kind = "is a file" if input_dir.exists() else "does not exist"
+        raise PipelineError(f"--input_path {input_dir} {kind}: pass the dir wav2vec2_preprocess.py wrote")
+    manifest = run_dir.manifest()
+    if manifest is None and run_dir.run_start() is not None:
+        run_dir.require_manifest()  # says which preprocess run is unfinished, and how to finish it
+    if manifest is None:
+        shape = [batch_size, max_samples]
+        found = [BinRecord(p.name, shape, file_sha256(p) if is_whole(p, shape) else "", "", batch_size, 0)
+                 for p in list_bins(input_dir)]  # fmt: skip
+        manifest = InputManifest(run_key=digest([b.sha256 for b in found]), batch_size=batch_size, bins=found)
+    if manifest.batch_size != batch_size:
+        raise PipelineError(
+            f"bins in {input_dir} were written with --batch_size {manifest.batch_size}; you passed {batch_size}. "
+            f"Pass --batch_size {manifest.batch_size} or preprocess again with --batch_size {batch_size}."
+        )
+    if not manifest.bins:
         raise PipelineError(f"no batch_<i>.bin files in {input_dir}: run wav2vec2_preprocess.py first")
-    for path, shape in shapes.items():
-        hint = f"Was it written with --batch_size {batch_size} and rows of {shape[1]} samples? Re-run preprocess."
-        check_bin_size(path, shape, hint)
-    return InputBins(shapes, *facts)
+    for record in manifest.bins:
+        path = input_dir / record.name
+        if not is_whole(path, record.shape):
+            size = f"has {path.stat().st_size} bytes" if path.is_file() else "is missing"
+            raise PipelineError(
+                f"{record.name} {size}; expected {shape_text(record.shape)} float32 = {nbytes(record.shape)}. "
+                f"Was it written with --batch_size {batch_size} and rows of {record.shape[1]} samples? "
+                "Re-run preprocess."
+            )
+    return InputBins(manifest.run_key, batch_size, manifest.bins)
 
 
-def run_batch(backend: Backend, batch: np.ndarray, rows_used: int | None) -> np.ndarray:
+def run_batch(backend: "Backend", batch: np.ndarray, rows_used: int | None) -> np.ndarray:
     """Logits of every row. A backend that takes any shape runs only the rows holding speech; the logits
     of the zero pad rows, which no stage reads, are written as zeros, so the output bin keeps its shape."""
     if backend.static_shapes or rows_used is None or rows_used == batch.shape[0]:
@@ -97,78 +126,9 @@ def run_batch(backend: Backend, batch: np.ndarray, rows_used: int | None) -> np.
     return np.concatenate([logits, np.zeros((batch.shape[0] - rows_used, *logits.shape[1:]), logits.dtype)])
 
 
-def completed(output_dir: Path, run_key: str) -> dict | None:
-    """The output manifest, if a finished run with the same model, inputs and backend wrote it and every
-    bin it lists is whole."""
-    manifest = read_manifest(output_dir)
-    if manifest is None or manifest.get("run_key") != run_key:
-        return None
-    return manifest if all(is_whole(output_dir / name, shape) for name, shape in manifest["bins"].items()) else None
-
-
-def finished_bins(progress_path: Path, run_key: str) -> dict[str, list[int]]:
-    """Bins an interrupted run with the same `run_key` finished: the progress file is the key, then one
-    `name<TAB>shape` line per finished bin; a last line cut short by a kill is ignored."""
-    lines = progress_path.read_text().splitlines() if progress_path.is_file() else []
-    if not lines or lines[0] != run_key:
-        return {}
-    done = {}
-    for line in lines[1:]:
-        name, _, shape = line.partition("\t")
-        try:
-            done[name] = json.loads(shape)
-        except json.JSONDecodeError:
-            break
-    return done
-
-
-def run_bins(
-    backend: Backend, inputs: InputBins, output_dir: Path, run_key: str, facts: dict[str, object]
-) -> StageTiming:
-    """Every input bin -> an output bin of the same name; the manifest is written once all are.
-
-    A progress file records each finished bin with `run_key`, so a run that was stopped part-way resumes
-    with the bins it had not finished, while bins left by another model, input or backend are redone."""
-    for shape in dict.fromkeys(inputs.shapes.values()):
-        backend.prepare(shape)
-    make_dir(output_dir)
-    remove_manifest(output_dir)
-    progress_path = output_dir / PROGRESS_FILE
-    done = finished_bins(progress_path, run_key)
-    if not done:
-        atomic_write_text(progress_path, f"{run_key}\n")
-    output_shapes: dict[str, list[int]] = {}
-    rows_run = 0
-    start = time.perf_counter()
-    for path, shape in tqdm(inputs.shapes.items(), desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
-        out = output_dir / path.name
-        if path.name in done and is_whole(out, done[path.name]):
-            output_shapes[path.name] = done[path.name]
-            continue
-        used = None if inputs.rows_used is None else inputs.rows_used[path]
-        logits = run_batch(backend, read_bin(path, shape, ""), used)
-        if logits.ndim != 3 or logits.shape[0] != shape[0]:
-            raise PipelineError(
-                f"the model returned logits of shape {logits.shape} for {path.name}; expected N x frames x vocab"
-            )
-        write_bin(out, logits)
-        output_shapes[path.name] = list(logits.shape)
-        rows_run += shape[0] if used is None or backend.static_shapes else used
-        with progress_path.open("a") as progress:  # one short line a bin: appending stays cheap over thousands
-            progress.write(f"{path.name}\t{json.dumps(output_shapes[path.name])}\n")
-    wall_s = time.perf_counter() - start
-    write_manifest(
-        output_dir, output_shapes, batch_size=inputs.batch_size, run_key=run_key, backend=backend.name, **facts
-    )
-    progress_path.unlink(missing_ok=True)
-    return StageTiming(len(output_shapes), rows_run, wall_s)
-
-
-def measure_throughput(backend: Backend, batch: np.ndarray, warmup_runs: int, timed_runs: int) -> ModelThroughput:
+def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, timed_runs: int) -> Throughput:
     """The reference's method: one batch resident on the device, warm-up, then timed runs each
     ended by a synchronize; host-device copies are outside the timed region."""
-    if timed_runs < 1 or warmup_runs < 0:
-        raise PipelineError(f"need --timed_runs >= 1 and --warmup_runs >= 0, got {timed_runs} and {warmup_runs}")
     resident = backend.to_device(batch)
     for _ in range(warmup_runs):
         backend.forward(resident)
@@ -179,4 +139,106 @@ def measure_throughput(backend: Backend, batch: np.ndarray, warmup_runs: int, ti
         backend.forward(resident)
         backend.synchronize()
         run_s.append(time.perf_counter() - start)
-    return ModelThroughput(batch.shape[0], timed_runs, run_s)
+    return Throughput(list(batch.shape), warmup_runs, run_s)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    manifest: LogitsManifest
+    up_to_date: bool
+    """Nothing was run: a finished run of the same model, inputs and backend was there, figures and all."""
+
+
+def check_paths(input_dir: Path, output_dir: Path) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PipelineError(f"--output_path {output_dir} is a file; pass a dir for the logits bins")
+    if output_dir.resolve() == input_dir.resolve():
+        raise PipelineError(f"--output_path {output_dir} is the input dir; write the logits to a dir of their own")
+
+
+def compile_bins(
+    input_dir: Path,
+    output_dir: Path,
+    torchscript_path: Path,
+    options: CompileOptions,
+    command: str,
+    backend: "Backend | None" = None,
+) -> CompileResult:
+    """Every input bin -> a logits bin of the same name, with its record; the manifest once all are done;
+    then the throughput figure, added to the manifest. `backend` (not yet loaded) replaces the one
+    `options.backend` names, for a driver that brings its own."""
+    from wav2vec2_pipeline.backends import DeviceOptions, create_backend
+    from wav2vec2_pipeline.export import model_sha256, read_record
+
+    check_paths(input_dir, output_dir)
+    inputs = find_input_bins(input_dir, options.batch_size, options.max_samples)
+    export = read_record(torchscript_path) if torchscript_path.is_file() else None
+    geometry = export.geometry if export is not None else Geometry()
+    longest = max(record.shape[1] for record in inputs.bins)
+    activations = options.batch_size * longest * (4 + 4 * geometry.first_conv_channels // geometry.conv_stride[0])
+    check_fits(activations, f"a batch of {options.batch_size} x {longest} samples",
+               "Preprocess with a smaller --batch_size (or shorter windows).")  # fmt: skip
+    device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads)
+    backend = backend or create_backend(options.backend, device)
+    model_sha = model_sha256(torchscript_path)
+    identity = {"backend": backend.name, "options": [device.soc_version, device.precision_policy]
+                if backend.name == "aie" else None}  # fmt: skip
+    run_key = digest({"model": model_sha, "inputs": inputs.run_key, **identity})
+    run_dir = RunDir(output_dir, LogitsManifest)
+    previous = run_dir.manifest() if output_dir.is_dir() else None
+    if previous is not None and previous.run_key != run_key:
+        previous = None
+    if (not options.overwrite and previous is not None and previous.throughput is not None
+            and all(is_whole(output_dir / b.name, b.shape) for b in previous.bins)):  # fmt: skip
+        return CompileResult(previous, up_to_date=True)
+
+    vocab_size = len(export.vocab) if export is not None and export.vocab else geometry.vocab_size
+    with run_dir.lock():
+        print(f"backend {backend.name}: {torchscript_path} for input "
+              f"{', '.join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))} float32", flush=True)  # fmt: skip
+        backend.load(torchscript_path)
+        for shape in dict.fromkeys(tuple(b.shape) for b in inputs.bins):
+            backend.prepare(shape)  # type: ignore[arg-type]
+        keys = {source.name: digest({"model": model_sha, "input": source.sha256, **identity}) for source in inputs.bins}
+        run_dir.begin(run_key, keys, command)
+        done: list[BinRecord] = []
+        rows_run, speech_samples = 0, 0
+        start = time.perf_counter()
+        for source in tqdm(inputs.bins, desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
+            key = keys[source.name]
+            record = None if options.overwrite else run_dir.done(source.name, key)
+            if record is None:
+                data = read_bytes(input_dir / source.name, source.shape, "Re-run preprocess.")
+                if source.sha256 and bytes_sha256(data) != source.sha256:
+                    raise PipelineError(
+                        f"{input_dir / source.name} is not the bin its manifest lists (its content changed since "
+                        "preprocess wrote it); re-run wav2vec2_preprocess.py"
+                    )
+                logits = run_batch(backend, as_array(data, source.shape), source.rows_used)
+                expected = (source.shape[0], geometry.num_frames(source.shape[1]), vocab_size)
+                if logits.shape != expected:
+                    raise PipelineError(
+                        f"the model returned logits of shape {shape_text(logits.shape)} for {source.name}; expected "
+                        f"{shape_text(expected)} (frames from the model's conv strides, tokens from its vocabulary)"
+                    )
+                record = run_dir.put(source.name, logits, key=key, rows_used=source.rows_used,
+                                     speech_samples=source.speech_samples, input_sha256=bytes_sha256(data))  # fmt: skip
+                rows_run += source.shape[0] if backend.static_shapes else source.rows_used
+                speech_samples += source.speech_samples
+            done.append(record)
+        stage = StageMetrics(len(done), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
+                             peak_rss_mib())  # fmt: skip
+        if rows_run == 0 and previous is not None:
+            stage = previous.stage  # every bin was finished earlier: its figures stand
+        manifest = LogitsManifest(
+            run_key=run_key, batch_size=inputs.batch_size, input_run_key=inputs.run_key, model_sha256=model_sha,
+            backend=backend.name, vocab=export.vocab if export is not None else None, bins=done, stage=stage,
+        )  # fmt: skip
+        run_dir.finish(manifest)
+        first = inputs.bins[0]
+        batch = as_array(read_bytes(input_dir / first.name, first.shape, "Re-run preprocess."), first.shape)
+        throughput = measure_throughput(backend, batch, options.warmup_runs, options.timed_runs)
+        stage = dataclasses.replace(manifest.stage, peak_rss_mib=peak_rss_mib())
+        manifest = dataclasses.replace(manifest, throughput=throughput, stage=stage)
+        run_dir.update(manifest)
+    return CompileResult(manifest, up_to_date=False)

@@ -4,21 +4,59 @@ Pure functions over utterance lengths, so the layout and its cost (padding, over
 computed for a whole dataset without reading audio.
 """
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
-from transformers import Wav2Vec2Config
 
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.model import num_frames
+from wav2vec2_pipeline.model import Geometry
 
 SKIP, CUT, CHUNK = "skip", "cut", "chunk"
 LONG_AUDIO_MODES = (SKIP, CUT, CHUNK)
 DEFAULT_BUCKET_SAMPLES = (48_000, 80_000, 112_000, 160_000, 224_000, 320_000, 560_000)
 """3, 5, 7, 10, 14, 20 and 35 s: each about 1.4 times the last, so a row is on average about 20% padding
 over LibriSpeech test-clean (benchmarks/padding_waste.py); every utterance there (at most 34.96 s) fits."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How utterances become rows: the window length(s), what happens past the longest, chunk context.
+    Checked against the model when built, so a bad option fails before any audio is read."""
+
+    windows: tuple[int, ...]
+    long_audio: str = SKIP
+    stride_frames: int | None = None
+    """Context frames dropped on each side of a chunk window; None: a sixth of the window, as HF does."""
+    geometry: Geometry = field(default_factory=Geometry)
+
+    def __post_init__(self) -> None:
+        if self.long_audio not in LONG_AUDIO_MODES:
+            raise PipelineError(f"--long_audio {self.long_audio!r}: choose one of {', '.join(LONG_AUDIO_MODES)}")
+        if not self.windows:
+            raise PipelineError("no window length given; pass --max_samples or --bucket_samples")
+        field_samples = self.geometry.receptive_field
+        short = [w for w in self.windows if w < field_samples]
+        if short:
+            raise PipelineError(
+                f"a window of {short[0]} samples is shorter than the model's receptive field ({field_samples} "
+                f"samples, one frame): use windows of at least {field_samples} samples"
+            )
+        if self.stride_frames is not None:
+            most = (self.window_frames - 1) // 2
+            if not 0 <= self.stride_frames <= most:
+                raise PipelineError(
+                    f"--stride_frames {self.stride_frames} must be between 0 and {most} for a window of "
+                    f"{max(self.windows)} samples ({self.window_frames} frames): a chunk must keep a frame"
+                )
+
+    @property
+    def window_frames(self) -> int:
+        return self.geometry.num_frames(max(self.windows))
+
+    @property
+    def stride(self) -> int:
+        return self.window_frames // 6 if self.stride_frames is None else self.stride_frames
 
 
 @dataclass(frozen=True)
@@ -43,51 +81,58 @@ class Plan:
     skipped: list[str]
     cut: list[str]
     chunked: list[str]
+    empty: list[str]
+    """Utterances too short to give one frame (shorter than the receptive field, or no audio): no row,
+    transcribed as empty."""
 
 
-def samples_per_frame(config: Wav2Vec2Config) -> int:
-    return math.prod(config.conv_stride)
-
-
-def window_rows(
-    utt_id: str, num_samples: int, window: int, mode: str, stride_frames: int, config: Wav2Vec2Config
-) -> list[Row]:
-    """The rows of one utterance: one row if it fits the window, else none (skip), its start (cut), or
-    overlapping windows (chunk) whose kept frames tile the utterance's frames exactly once.
+def window_rows(utt_id: str, num_samples: int, window: int, layout: Layout) -> list[Row]:
+    """The rows of one utterance: none if it is too short for one frame; one row if it fits the window;
+    else none (skip), its start (cut), or overlapping windows (chunk) whose kept frames tile the utterance's
+    frames exactly once.
 
     Chunk windows start every `window_frames - 2 * stride_frames` frames; each keeps its middle, dropping
     `stride_frames` of context on either side, except at the utterance's ends (as the HF ASR pipeline's
     chunk_length_s / stride_length_s does).
     """
-    if num_samples <= window:
-        return [Row(utt_id, 0, (0, num_frames(num_samples, config)))]
-    if mode == SKIP:
+    geometry, stride_frames = layout.geometry, layout.stride
+    total_frames = geometry.num_frames(num_samples)
+    if total_frames == 0:
         return []
-    if mode == CUT:
-        return [Row(utt_id, 0, (0, num_frames(window, config)))]
-    step_frames = num_frames(window, config) - 2 * stride_frames
-    if stride_frames < 0 or step_frames < 1:
-        raise PipelineError(
-            f"--stride_frames {stride_frames} leaves no frames to keep in a window of {window} samples "
-            f"({num_frames(window, config)} frames); use at most {(num_frames(window, config) - 1) // 2}"
-        )
-    total_frames = num_frames(num_samples, config)
+    if num_samples <= window:
+        return [Row(utt_id, 0, (0, total_frames))]
+    if layout.long_audio == SKIP:
+        return []
+    if layout.long_audio == CUT:
+        return [Row(utt_id, 0, (0, geometry.num_frames(window)))]
+    step_frames = geometry.num_frames(window) - 2 * stride_frames
+    step_samples = step_frames * geometry.samples_per_frame
     rows = []
-    for index in range(math.ceil(max(0, num_samples - window) / (step_frames * samples_per_frame(config))) + 1):
+    for index in range(-(-max(0, num_samples - window) // step_samples) + 1):
         first_frame = index * step_frames
-        start = first_frame * samples_per_frame(config)
+        start = first_frame * geometry.samples_per_frame
         is_last = start + window >= num_samples
         end = total_frames - first_frame if is_last else stride_frames + step_frames
         rows.append(Row(utt_id, start, (0 if index == 0 else stride_frames, end)))
     return rows
 
 
-def stitch(rows: Iterable[tuple[str, tuple[int, int], np.ndarray]]) -> dict[str, np.ndarray]:
-    """Each utterance's logits (frames x vocab): the kept frames `[a, b)` of its rows, in row order."""
-    pieces: dict[str, list[np.ndarray]] = {}
+def stitch(rows: Iterable[tuple[str, tuple[int, int], np.ndarray]]) -> Iterator[tuple[str, np.ndarray]]:
+    """Each utterance's logits (frames x vocab), as soon as its last row has passed: the kept frames
+    `[a, b)` of its rows, in row order. A plan puts an utterance's rows next to each other, so only one
+    utterance's logits are held at a time; rows of one utterance that are not adjacent are an error."""
+    current, pieces, finished = None, [], set()
     for utt_id, (start, end), logits in rows:
-        pieces.setdefault(utt_id, []).append(logits[start:end])
-    return {utt_id: np.concatenate(parts) for utt_id, parts in pieces.items()}
+        if utt_id != current:
+            if current is not None:
+                yield current, np.concatenate(pieces)
+                finished.add(current)
+            if utt_id in finished:
+                raise PipelineError(f"the rows of utterance {utt_id} are not adjacent in the batch map")
+            current, pieces = utt_id, []
+        pieces.append(logits[start:end])
+    if current is not None:
+        yield current, np.concatenate(pieces)
 
 
 def bucket_of(num_samples: int, buckets: tuple[int, ...]) -> int:
@@ -95,22 +140,12 @@ def bucket_of(num_samples: int, buckets: tuple[int, ...]) -> int:
     return next((bucket for bucket in sorted(buckets) if num_samples <= bucket), max(buckets))
 
 
-def plan_bins(
-    lengths: dict[str, int],
-    batch_size: int,
-    windows: tuple[int, ...],
-    mode: str,
-    stride_frames: int,
-    config: Wav2Vec2Config,
-) -> Plan:
+def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
     """All bins. One window: utterances in id order, as the reference does. Several (buckets): each
     utterance in the shortest bucket that holds it, sorted by length, so rows carry little padding."""
     if batch_size < 1:
         raise PipelineError(f"--batch_size must be at least 1, got {batch_size}")
-    if mode not in LONG_AUDIO_MODES:
-        raise PipelineError(f"--long_audio {mode!r}: choose one of {', '.join(LONG_AUDIO_MODES)}")
-    if not windows or min(windows) < 1:
-        raise PipelineError(f"window lengths must be positive, got {windows}")
+    windows, mode = layout.windows, layout.long_audio
     order = sorted(lengths) if len(windows) == 1 else sorted(lengths, key=lambda u: (lengths[u], u))
     bins: list[Bin] = []
     for window in sorted(set(windows)):
@@ -118,7 +153,7 @@ def plan_bins(
             row
             for utt_id in order
             if bucket_of(lengths[utt_id], windows) == window
-            for row in window_rows(utt_id, lengths[utt_id], window, mode, stride_frames, config)
+            for row in window_rows(utt_id, lengths[utt_id], window, layout)
         ]
         bins += [Bin(window, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
     longest = max(windows)
@@ -128,6 +163,7 @@ def plan_bins(
         skipped=too_long if mode == SKIP else [],
         cut=too_long if mode == CUT else [],
         chunked=too_long if mode == CHUNK else [],
+        empty=[utt_id for utt_id in sorted(lengths) if layout.geometry.num_frames(lengths[utt_id]) == 0],
     )
 
 
@@ -140,7 +176,7 @@ class PlanCost:
     """Speech computed more than once (chunk windows' context)."""
     speech_samples: int
     lost_samples: int
-    """Speech in no row: skipped utterances, and the part of cut ones past the window."""
+    """Speech in no row: skipped and empty utterances, and the part of cut ones past the window."""
 
     @property
     def padding_share(self) -> float:
@@ -160,5 +196,5 @@ def plan_cost(plan: Plan, lengths: dict[str, int], batch_size: int) -> PlanCost:
     in_rows = sum(min(b.samples, lengths[r.utt_id] - r.start) for b in plan.bins for r in b.rows)
     speech = sum(lengths.values())
     longest = max(b.samples for b in plan.bins) if plan.bins else 0
-    lost = sum(lengths[u] for u in plan.skipped) + sum(lengths[u] - longest for u in plan.cut)
+    lost = sum(lengths[u] for u in plan.skipped + plan.empty) + sum(lengths[u] - longest for u in plan.cut)
     return PlanCost(computed, computed - in_rows, in_rows - (speech - lost), speech, lost)

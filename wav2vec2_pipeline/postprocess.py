@@ -1,135 +1,230 @@
-"""Stage 4: stitch each utterance's logits from its rows, decode, and score against the ground truth."""
+"""Stage 4: tie the logits to the batch map, stitch each utterance's logits from its rows, decode, and score.
+
+Logits are decoded only when they can be vouched for: a finished compile.py run, computed from exactly the
+input bins the batch map describes, and each bin still holding what compile.py wrote. Bins are read one at a
+time and each utterance is decoded as soon as its last row has passed, so memory does not grow with the data.
+"""
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
-from transformers import Wav2Vec2Config
 
-from wav2vec2_pipeline.batches import BatchMap, read_ground_truth, read_map
-from wav2vec2_pipeline.bins import read_bin, read_manifest, shape_text
+from wav2vec2_pipeline import records
+from wav2vec2_pipeline.batches import CHUNKED, CUT, EMPTY, SKIPPED, BatchMap, read_ground_truth, read_map
+from wav2vec2_pipeline.bins import LogitsManifest, RunDir, as_array, read_bytes, shape_text
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_json
-from wav2vec2_pipeline.model import num_frames
+from wav2vec2_pipeline.model import BASE_960H_VOCAB, Geometry, load_geometry, load_vocab
 from wav2vec2_pipeline.planning import stitch
-from wav2vec2_pipeline.scoring import char_errors, corpus_cer, corpus_wer, word_errors
+from wav2vec2_pipeline.provenance import bytes_sha256
+from wav2vec2_pipeline.scoring import ErrorCounts, char_errors, corpus_cer, corpus_wer, word_errors
 
 REFERENCE_ACCURACY = 0.970
 """The Ascend310P3 guide's accuracy (1 - CER over the utterances it did not skip)."""
+NORMALIZER = "upper"
+"""Both sides upper-cased, whitespace folded: LibriSpeech's references are upper case, and a transcript that
+differs only in case is not an error."""
+
+
+def normalize_text(text: str) -> str:
+    return " ".join(text.upper().split())
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostprocessOptions:
+    batch_size: int
+    model_dir: Path | None = None
+    """Vocabulary and conv strides from here; None: the vocabulary recorded with the logits, else base-960h's."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Rates:
+    wer: float | None
+    cer: float | None
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    utt_id: str
+    status: str
+    """`scored` (it has a hypothesis, empty for audio too short for one frame) or `skipped`."""
+    outcome: str
+    """What preprocess did with it: whole, skipped, cut, chunked or empty."""
+    long_audio: str | None
+    """skipped, cut or chunked for an utterance longer than the window, else None."""
+    seconds: float
+    seconds_lost: float
+    reference: str
+    hypothesis: str | None = None
+    word_errors: ErrorCounts | None = None
+    char_errors: ErrorCounts | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    batch_size: int
+    max_samples: int
+    long_audio: str
+    normalizer: str
+    backend: str
+    model_sha256: str
+    logits_run_key: str
+    utterances_scored: int
+    utterances_skipped: int
+    utterances_cut: int
+    utterances_chunked: int
+    utterances_empty: int
+    seconds_scored: float
+    seconds_skipped: float
+    seconds_lost: float
+    wer: float | None
+    cer: float | None
+    accuracy: float | None
+    reference_accuracy: float
+    all_utterances: Rates
+    long_utterances: Rates
 
 
 @dataclass(frozen=True)
 class Report:
-    summary: dict[str, object]
-    utterances: list[dict[str, object]]
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/report/2"
+    PRODUCED_BY: ClassVar[str] = "wav2vec2_postprocess.py"
 
-    def as_dict(self) -> dict[str, object]:
-        return {"summary": self.summary, "utterances": self.utterances}
+    summary: Summary
+    utterances: list[UtteranceResult]
 
 
-def stitch_logits(
-    output_dir: Path, batch_map: BatchMap, config: Wav2Vec2Config, vocab_size: int
-) -> dict[str, np.ndarray]:
-    """Each utterance's logits (frames x vocab): the kept frames of its rows, in row order.
-    Pad rows, chunk context and frames over padding are dropped here."""
-    manifest = read_manifest(output_dir)
-    if manifest is not None and manifest.get("preprocess_id") not in (None, batch_map.preprocess_id):
+def check_logits(
+    output_dir: Path,
+    manifest: LogitsManifest,
+    batch_map: BatchMap,
+    vocab: Sequence[str],
+    geometry: Geometry,
+    vocab_given: bool,
+) -> None:
+    """Refuse the logits unless they were computed from exactly the map's input bins, for this vocabulary
+    and frame rate."""
+    redo = "re-run compile.py on the input bins of this preprocess run"
+    if manifest.input_run_key != batch_map.run_key:
         raise PipelineError(
             f"the logits in {output_dir} were computed from other input bins than the ones the batch map for "
-            f"batch size {batch_map.batch_size} describes (preprocess was re-run since, or another dataset or model "
-            "was used): re-run compile.py on the current input bins"
+            f"batch size {batch_map.batch_size} describes (preprocess was re-run since, or another dataset or "
+            f"settings were used): {redo}"
         )
+    by_name = {record.name: record for record in manifest.bins}
+    if set(by_name) != {b.name for b in batch_map.bins}:
+        raise PipelineError(f"{output_dir} holds other bins than the batch map lists: {redo}")
+    if vocab_given and manifest.vocab is not None and list(vocab) != manifest.vocab:
+        raise PipelineError(
+            f"the vocabulary given (--pytorch_model_dir) is not the one the logits in {output_dir} were made with "
+            "(recorded at export): pass the model dir traced.pth was exported from, or leave it out"
+        )
+    for map_bin in batch_map.bins:
+        record = by_name[map_bin.name]
+        if record.input_sha256 != map_bin.sha256:
+            raise PipelineError(
+                f"{output_dir / map_bin.name} was computed from another input bin than the batch map's "
+                f"{map_bin.name} (renamed, or copied from another run): {redo}"
+            )
+        expected = [batch_map.batch_size, geometry.num_frames(map_bin.samples), len(vocab)]
+        if record.shape != expected:
+            raise PipelineError(
+                f"{output_dir / map_bin.name}: compile.py wrote it as {shape_text(record.shape)}; the batch map, "
+                f"model and vocabulary need {shape_text(expected)}. Pass the --pytorch_model_dir of the model that "
+                "made the logits, or re-run compile.py."
+            )
+
+
+def utterance_logits(
+    output_dir: Path, batch_map: BatchMap, manifest: LogitsManifest
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(utterance, its stitched logits) for every utterance with rows, bin by bin, each bin checked against
+    its record, one utterance held at a time."""
+    by_name = {record.name: record for record in manifest.bins}
 
     def rows() -> Iterator[tuple[str, tuple[int, int], np.ndarray]]:
-        for name, utt_ids in tqdm(batch_map.bins.items(), desc="reading logits", disable=None):
-            logits = read_bin(output_dir / name, *expected_shape(name))
-            for row, (utt_id, keep) in enumerate(zip(utt_ids, batch_map.keep_frames[name], strict=True)):
-                yield utt_id, (keep[0], keep[1]), logits[row]
-
-    def expected_shape(name: str) -> tuple[tuple[int, int, int], str]:
-        """The bin's shape from the map (checked against compile.py's manifest), and what to do if it differs."""
-        shape = (batch_map.batch_size, num_frames(batch_map.bin_samples[name], config), vocab_size)
-        if manifest is not None and tuple(manifest["bins"].get(name, ())) != shape:
-            raise PipelineError(
-                f"{output_dir / name}: compile.py wrote it as {shape_text(tuple(manifest['bins'].get(name, ())))}; "
-                f"the batch map and vocabulary need {shape_text(shape)}. Re-run compile.py on this batch size's bins."
-            )
-        hint = (
-            f"Expected logits for --batch_size {batch_map.batch_size} and rows of {batch_map.bin_samples[name]} "
-            "samples; re-run compile.py on the bins of this batch size."
-        )
-        return shape, hint
+        for map_bin in tqdm(batch_map.bins, desc="decoding", disable=None):
+            record = by_name[map_bin.name]
+            data = read_bytes(output_dir / map_bin.name, record.shape, "Re-run compile.py.")
+            if bytes_sha256(data) != record.sha256:
+                raise PipelineError(
+                    f"{output_dir / map_bin.name} does not hold what compile.py wrote there (changed, swapped or "
+                    "renamed since): re-run compile.py"
+                )
+            logits = as_array(data, record.shape)
+            for index, row in enumerate(map_bin.rows):
+                yield row.utt_id, row.keep, logits[index]
 
     return stitch(rows())
 
 
-def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float | None]:
+def error_rates(references: list[str], hypotheses: list[str]) -> Rates:
     if not references:
-        return {"wer": None, "cer": None}
-    return {"wer": corpus_wer(references, hypotheses), "cer": corpus_cer(references, hypotheses)}
+        return Rates(None, None)
+    return Rates(corpus_wer(references, hypotheses), corpus_cer(references, hypotheses))
 
 
-def score(batch_map: BatchMap, references: dict[str, str], hypotheses: dict[str, str]) -> Report:
-    """Per-utterance errors, every utterance exactly once; rates over the scored (the reference's
-    figure), over all (a skipped utterance counts as all deletions) and over the long ones."""
-    long_ids = set(batch_map.skipped) | set(batch_map.cut) | set(batch_map.chunked)
-    treatment = {"skipped": set(batch_map.skipped), "cut": set(batch_map.cut), "chunked": set(batch_map.chunked)}
-    utterances: list[dict[str, object]] = []
-    for utt_id in sorted(references):
-        hypothesis = hypotheses.get(utt_id, "")
-        entry: dict[str, object] = {
-            "utt_id": utt_id,
-            "status": "scored" if utt_id in hypotheses else "skipped",
-            "long_audio": next((name for name, ids in treatment.items() if utt_id in ids), None),
-            "seconds": batch_map.seconds([utt_id]),
-            "seconds_lost": batch_map.seconds_lost(utt_id),
-            "reference": references[utt_id],
-        }
-        if utt_id in hypotheses:
-            entry |= {
-                "hypothesis": hypothesis,
-                "word_errors": word_errors(references[utt_id], hypothesis).as_dict(),
-                "char_errors": char_errors(references[utt_id], hypothesis).as_dict(),
-            }
-        utterances.append(entry)
+def score(batch_map: BatchMap, manifest: LogitsManifest, references: dict[str, str], decoded: dict[str, str]) -> Report:
+    """Per-utterance errors, every utterance exactly once; rates over the scored (the reference's figure), over
+    all (a skipped utterance counts as all deletions) and over the long ones. Both sides are normalised for
+    scoring; the report keeps them as they were."""
+    refs = {u: normalize_text(text) for u, text in references.items()}
+    raw = {u: decoded.get(u, "") for u, e in batch_map.utterances.items() if e.outcome != SKIPPED}
+    hyps = {u: normalize_text(text) for u, text in raw.items()}
+    results = []
+    for utt_id, entry in sorted(batch_map.utterances.items()):
+        scored = utt_id in hyps
+        results.append(
+            UtteranceResult(
+                utt_id=utt_id, status="scored" if scored else SKIPPED, outcome=entry.outcome,
+                long_audio=entry.outcome if entry.num_samples > batch_map.max_samples else None,
+                seconds=batch_map.seconds([utt_id]), seconds_lost=batch_map.seconds_lost(utt_id),
+                reference=references[utt_id], hypothesis=raw.get(utt_id),
+                word_errors=word_errors(refs[utt_id], hyps[utt_id]) if scored else None,
+                char_errors=char_errors(refs[utt_id], hyps[utt_id]) if scored else None,
+            )
+        )  # fmt: skip
 
-    def rates(utt_ids: list[str]) -> dict[str, float | None]:
-        return error_rates([references[u] for u in utt_ids], [hypotheses.get(u, "") for u in utt_ids])
+    def rates(utt_ids: list[str]) -> Rates:
+        return error_rates([refs[u] for u in utt_ids], [hyps.get(u, "") for u in utt_ids])
 
-    scored = batch_map.scored
-    over_scored = rates(scored)
-    summary: dict[str, object] = {
-        "batch_size": batch_map.batch_size,
-        "max_samples": batch_map.max_samples,
-        "long_audio": batch_map.long_audio,
-        "utterances_scored": len(scored),
-        "utterances_skipped": len(batch_map.skipped),
-        "utterances_cut": len(batch_map.cut),
-        "utterances_chunked": len(batch_map.chunked),
-        "seconds_scored": batch_map.seconds(scored),
-        "seconds_skipped": batch_map.seconds(batch_map.skipped),
-        "seconds_lost": sum(batch_map.seconds_lost(u) for u in references),
-        **over_scored,
-        "accuracy": None if over_scored["cer"] is None else 1.0 - over_scored["cer"],
-        "reference_accuracy": REFERENCE_ACCURACY,
-        "all_utterances": rates(sorted(references)),
-        "long_utterances": rates(sorted(long_ids)),
-    }
-    return Report(summary, utterances)
+    scored_ids = sorted(hyps)
+    over_scored = rates(scored_ids)
+    skipped = batch_map.with_outcome(SKIPPED)
+    summary = Summary(
+        batch_size=batch_map.batch_size, max_samples=batch_map.max_samples, long_audio=batch_map.long_audio,
+        normalizer=NORMALIZER, backend=manifest.backend, model_sha256=manifest.model_sha256,
+        logits_run_key=manifest.run_key, utterances_scored=len(scored_ids),
+        utterances_skipped=len(skipped), utterances_cut=len(batch_map.with_outcome(CUT)),
+        utterances_chunked=len(batch_map.with_outcome(CHUNKED)), utterances_empty=len(batch_map.with_outcome(EMPTY)),
+        seconds_scored=batch_map.seconds(scored_ids), seconds_skipped=batch_map.seconds(skipped),
+        seconds_lost=sum(batch_map.seconds_lost(u) for u in batch_map.utterances),
+        wer=over_scored.wer, cer=over_scored.cer, accuracy=None if over_scored.cer is None else 1.0 - over_scored.cer,
+        reference_accuracy=REFERENCE_ACCURACY, all_utterances=rates(sorted(refs)),
+        long_utterances=rates(batch_map.long_ids),
+    )  # fmt: skip
+    return Report(summary, results)
 
 
-def postprocess(
-    output_dir: Path, batch_size: int, data_path: Path, config: Wav2Vec2Config, vocab: Sequence[str]
-) -> Report:
-    batch_map = read_map(data_path, batch_size)
-    references = read_ground_truth(data_path, batch_map.scored + batch_map.skipped)
-    logits = stitch_logits(output_dir, batch_map, config, len(vocab))
-    hypotheses = {utt_id: greedy_decode(utterance_logits, vocab) for utt_id, utterance_logits in logits.items()}
-    return score(batch_map, references, hypotheses)
+def postprocess(output_dir: Path, data_path: Path, options: PostprocessOptions) -> Report:
+    batch_map = read_map(data_path, options.batch_size)
+    references = read_ground_truth(data_path, batch_map)
+    manifest = RunDir(output_dir, LogitsManifest).require_manifest()
+    geometry = load_geometry(options.model_dir)
+    given = options.model_dir is not None
+    vocab = load_vocab(options.model_dir, geometry) if given else tuple(manifest.vocab or BASE_960H_VOCAB)
+    check_logits(output_dir, manifest, batch_map, vocab, geometry, vocab_given=given)
+    decoded = {u: greedy_decode(logits, vocab) for u, logits in utterance_logits(output_dir, batch_map, manifest)}
+    return score(batch_map, manifest, references, decoded)
 
 
 def write_report(path: Path, report: Report) -> None:
-    atomic_write_json(path, report.as_dict())
+    records.save(path, report)

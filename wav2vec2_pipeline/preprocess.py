@@ -1,41 +1,61 @@
-"""Stage 1: a LibriSpeech split -> static-shape float32 bins, the batch map and the ground truth."""
+"""Stage 1: a LibriSpeech split -> float32 input bins, the batch map and the ground truth.
+
+Bins are written one by one with a completion record each, keyed by the content of the audio in them and the
+settings that shape them: a re-run (after an interruption, or after one file changed) rewrites only the bins
+whose inputs changed, and a file that was only touched changes nothing.
+"""
 
 import functools
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
-from wav2vec2_pipeline.audio import audio_num_samples, fit_length, normalize, read_audio
-from wav2vec2_pipeline.batches import BatchMap, batch_map_from_plan, map_path, read_map, write_ground_truth, write_map
-from wav2vec2_pipeline.bins import is_whole, list_bins, read_manifest, remove_manifest, write_bin, write_manifest
-from wav2vec2_pipeline.fileio import make_dir
-from wav2vec2_pipeline.librispeech import AUDIO_SUFFIX, TRANSCRIPT_SUFFIX, find_utterances
-from wav2vec2_pipeline.model import num_frames
-from wav2vec2_pipeline.planning import Bin, plan_bins, plan_cost
-from wav2vec2_pipeline.provenance import digest, stamp
+from wav2vec2_pipeline.audio import audio_num_samples, normalize, read_audio
+from wav2vec2_pipeline.batches import (
+    CHUNKED,
+    CUT,
+    EMPTY,
+    SKIPPED,
+    WHOLE,
+    BatchMap,
+    MapBin,
+    UtteranceEntry,
+    read_ground_truth,
+    read_map,
+    write_ground_truth,
+    write_map,
+)
+from wav2vec2_pipeline.bins import InputManifest, RunDir, bin_name, is_whole
+from wav2vec2_pipeline.core import make_batch
+from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.librispeech import Utterance, find_utterances
+from wav2vec2_pipeline.model import SAMPLE_RATE, preprocessor_settings
+from wav2vec2_pipeline.planning import Layout, Plan, plan_bins
+from wav2vec2_pipeline.provenance import DigestCache, digest, file_sha256
+from wav2vec2_pipeline.resources import check_fits
 
-STAGING_PREFIX = ".preprocess-staging-"
+DIGEST_CACHE = ".digests.json"
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How utterances become rows: the window length(s), what happens past the longest, chunk context."""
+@dataclass(frozen=True, kw_only=True)
+class PreprocessOptions:
+    """Everything that shapes the bins, checked when built (against the model, through `layout`)."""
 
-    windows: tuple[int, ...]
-    long_audio: str
-    stride_frames: int | None = None
-    """Context frames dropped on each side of a chunk window; None: a sixth of the window, as HF does."""
+    batch_size: int
+    layout: Layout
+    model_dir: Path | None = None
+    """Feature-extractor settings from here; None: base-960h's (the transformers defaults)."""
+    overwrite: bool = False
 
-    def stride_for(self, config: Wav2Vec2Config) -> int:
-        if self.stride_frames is not None:
-            return self.stride_frames
-        return num_frames(max(self.windows), config) // 6
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
+        bin_bytes = self.batch_size * max(self.layout.windows) * 4
+        check_fits(2 * bin_bytes, f"a bin of {self.batch_size} x {max(self.layout.windows)} float32",
+                   "Use a smaller --batch_size or shorter windows.")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,100 +63,108 @@ class PreprocessResult:
     batch_map: BatchMap
     map_file: Path
     ground_truth_file: Path
+    bins_written: int
 
 
-def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.ndarray]) -> np.ndarray:
-    """One bin's rows, each a window of its utterance's normalised audio, zero-padded; missing rows stay zero."""
-    rows = np.zeros((batch_size, bin_.samples), dtype=np.float32)
-    for index, row in enumerate(bin_.rows):
-        rows[index] = fit_length(normalized_audio(row.utt_id)[row.start :], bin_.samples)
-    return rows
+def outcomes(plan: Plan) -> dict[str, str]:
+    named = {SKIPPED: plan.skipped, CUT: plan.cut, CHUNKED: plan.chunked, EMPTY: plan.empty}
+    return {utt_id: outcome for outcome, ids in named.items() for utt_id in ids}
 
 
-def preprocess_id(
-    input_dir: Path,
-    batch_size: int,
-    layout: Layout,
-    feature_extractor: Wav2Vec2FeatureExtractor,
-    config: Wav2Vec2Config,
-) -> str:
-    """Changes with any input file (added, removed, replaced) and any setting that shapes the bins."""
-    files = [p for p in input_dir.rglob("*") if p.name.endswith((AUDIO_SUFFIX, TRANSCRIPT_SUFFIX))]
-    return digest(
-        {
-            "files": stamp(files),
-            "batch_size": batch_size,
-            "windows": layout.windows,
-            "long_audio": layout.long_audio,
-            "stride_frames": layout.stride_for(config),
-            "feature_extractor": feature_extractor.to_dict(),
-            "conv": [config.conv_kernel, config.conv_stride],
-        }
-    )
+def check_paths(input_dir: Path, output_dir: Path, data_path: Path) -> None:
+    if not input_dir.is_dir():
+        kind = "is a file" if input_dir.exists() else "does not exist"
+        raise PipelineError(f"input dir {input_dir} {kind}; pass a LibriSpeech split such as LibriSpeech/test-clean")
+    for flag, path in (("--output", output_dir), ("--data_path", data_path)):
+        if path.exists() and not path.is_dir():
+            raise PipelineError(f"{flag} {path} is a file; pass a dir (it is created if missing)")
+    if output_dir.resolve() == input_dir.resolve():
+        raise PipelineError(f"--output {output_dir} is the input dir; write the bins to a dir of their own")
 
 
-def up_to_date(output_dir: Path, data_path: Path, batch_size: int, run_id: str) -> bool:
-    """Whether the previous run came from the same inputs and settings and left its map and every bin whole."""
-    manifest = read_manifest(output_dir)
-    if manifest is None or manifest.get("preprocess_id") != run_id or not map_path(data_path, batch_size).is_file():
+def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int, run_key: str) -> bool:
+    """Whether a finished run from the same inputs and settings left its manifest, map and every bin whole."""
+    manifest = run_dir.manifest()
+    if manifest is None or manifest.run_key != run_key:
         return False
-    batch_map = read_map(data_path, batch_size)
-    return batch_map.preprocess_id == run_id and all(
-        is_whole(output_dir / name, (batch_size, samples)) for name, samples in batch_map.bin_samples.items()
-    )
+    try:
+        batch_map = read_map(data_path, batch_size)
+        read_ground_truth(data_path, batch_map)
+    except PipelineError:
+        return False
+    return batch_map.run_key == run_key and all(is_whole(run_dir.path / b.name, b.shape) for b in manifest.bins)
 
 
 def preprocess(
-    input_dir: Path,
-    batch_size: int,
-    output_dir: Path,
-    data_path: Path,
-    layout: Layout,
-    feature_extractor: Wav2Vec2FeatureExtractor,
-    config: Wav2Vec2Config,
-    overwrite: bool = False,
+    input_dir: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
 ) -> PreprocessResult | None:
-    """Write all bins or none: they are built in a hidden staging dir and moved in at the end. Returns
-    None, writing nothing, where the outputs are already complete for the same inputs and settings."""
+    """Write the bins, the ground truth and the map, then the manifest. Returns None, writing nothing, where
+    a finished run from the same inputs and settings is already there (an unchanged file costs one stat)."""
+    check_paths(input_dir, output_dir, data_path)
+    layout, batch_size = options.layout, options.batch_size
+    settings = preprocessor_settings(options.model_dir)
     utterances = find_utterances(input_dir)
-    run_id = preprocess_id(input_dir, batch_size, layout, feature_extractor, config)
-    if not overwrite and up_to_date(output_dir, data_path, batch_size, run_id):
+    cache = DigestCache(output_dir / DIGEST_CACHE)
+    audio_sha = {u.utt_id: cache.sha256(u.audio_path) for u in tqdm(utterances, desc="hashing audio", disable=None)}
+    transcripts = {u.utt_id: u.transcript for u in utterances}
+    shaping = {
+        "batch_size": batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
+        "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
+    }  # fmt: skip
+    run_key = digest({"audio": audio_sha, "transcripts": transcripts, **shaping})
+    run_dir = RunDir(output_dir, InputManifest)
+    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key):
+        cache.save()  # touched files: their digests stand for their new times
         return None
+
     by_id = {u.utt_id: u for u in utterances}
-    lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio", disable=None)}
-    plan = plan_bins(lengths, batch_size, layout.windows, layout.long_audio, layout.stride_for(config), config)
+    lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio",
+                                                                         disable=None)}  # fmt: skip
+    plan = plan_bins(lengths, batch_size, layout)
+    with run_dir.lock():  # nothing is written before every file has been checked
+        cache.save()
+        normalized_audio = normalizer(by_id, lengths, options.model_dir)
+        keys = {
+            bin_name(index): digest({**shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
+                                     "audio": [audio_sha[r.utt_id] for r in b.rows]})
+            for index, b in enumerate(plan.bins)
+        }  # fmt: skip
+        run_dir.begin(run_key, keys, command)
+        records, map_bins, written = [], [], 0
+        for (name, key), bin_ in tqdm(list(zip(keys.items(), plan.bins, strict=True)), desc="writing bins",
+                                      disable=None):  # fmt: skip
+            record = None if options.overwrite else run_dir.done(name, key)
+            if record is None:
+                speech = sum(row.keep[1] - row.keep[0] for row in bin_.rows) * layout.geometry.samples_per_frame
+                batch = make_batch(bin_, batch_size, normalized_audio)
+                record = run_dir.put(name, batch, key=key, rows_used=len(bin_.rows), speech_samples=speech)
+                written += 1
+            records.append(record)
+            map_bins.append(MapBin(name, bin_.samples, record.sha256, bin_.rows))
+        ground_truth_file = write_ground_truth(data_path, transcripts)
+        treated = outcomes(plan)
+        batch_map = BatchMap(
+            run_key=run_key, batch_size=batch_size, max_samples=max(layout.windows), long_audio=layout.long_audio,
+            sample_rate=SAMPLE_RATE, ground_truth_sha256=file_sha256(ground_truth_file), bins=map_bins,
+            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path))
+                        for u in sorted(lengths)},
+        )  # fmt: skip
+        map_file = write_map(data_path, batch_map)
+        run_dir.finish(InputManifest(run_key=run_key, batch_size=batch_size, bins=records))
+    return PreprocessResult(batch_map, map_file, ground_truth_file, written)
+
+
+def normalizer(
+    by_id: dict[str, Utterance], lengths: dict[str, int], model_dir: Path | None
+) -> Callable[[str], np.ndarray]:
+    """utt_id -> the whole utterance normalised once by the model's feature extractor, so every window of it
+    shares one scale; the decoded length must be the one the plan was made with."""
+    from wav2vec2_pipeline.model import load_feature_extractor
+
+    feature_extractor = load_feature_extractor(model_dir)
 
     @functools.lru_cache(maxsize=2)  # an utterance's windows are consecutive rows
     def normalized_audio(utt_id: str) -> np.ndarray:
-        """The whole utterance normalised once, so every window of it shares one scale."""
-        return normalize(read_audio(by_id[utt_id].audio_path), feature_extractor)
+        return normalize(read_audio(by_id[utt_id].audio_path, expected_samples=lengths[utt_id]), feature_extractor)
 
-    batch_map = batch_map_from_plan(plan, batch_size, max(layout.windows), layout.long_audio, lengths, run_id)
-    make_dir(output_dir)
-    for stale in output_dir.glob(f"{STAGING_PREFIX}*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
-    try:
-        for name, bin_ in tqdm(list(zip(batch_map.bins, plan.bins, strict=True)), desc="writing bins", disable=None):
-            write_bin(staging / name, make_batch(bin_, batch_size, normalized_audio))
-        # From here the old run's bins are replaced: its map and manifest go first, the new ones come last.
-        remove_manifest(output_dir)
-        map_path(data_path, batch_size).unlink(missing_ok=True)
-        for stale in list_bins(output_dir):
-            stale.unlink()
-        for name in batch_map.bins:
-            (staging / name).replace(output_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-    cost = plan_cost(plan, lengths, batch_size)
-    write_manifest(
-        output_dir,
-        {name: [batch_size, samples] for name, samples in batch_map.bin_samples.items()},
-        batch_size=batch_size,
-        rows_used={name: len(ids) for name, ids in batch_map.bins.items()},
-        speech_samples=cost.speech_samples - cost.lost_samples,
-        preprocess_id=run_id,
-    )
-    ground_truth_file = write_ground_truth(data_path, {u.utt_id: u.transcript for u in utterances})
-    return PreprocessResult(batch_map, write_map(data_path, batch_map), ground_truth_file)
+    return normalized_audio

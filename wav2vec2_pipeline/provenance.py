@@ -1,23 +1,103 @@
-"""What produced a stage's outputs, so a re-run can tell complete, matching outputs from stale ones."""
+"""What produced an output: content digests (cached by stat), run keys, and a lock per output.
 
+Inputs are identified by what they hold, not by when they were touched: a file copied, touched or restored
+from a backup with the same bytes changes nothing downstream.
+"""
+
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.fileio import atomic_write_json
+
+_BLOCK_BYTES = 1 << 20
 
 
 def digest(obj: object) -> str:
-    """A stable hash of JSON-able settings."""
+    """A stable hash of JSON-able settings: the run key of whatever they produce."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bytes_sha256(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
     sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(_BLOCK_BYTES), b""):
+                sha.update(block)
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror or error}") from error
     return sha.hexdigest()
 
 
-def stamp(paths: list[Path]) -> list[tuple[str, int, int]]:
-    """Name, size and modification time of each file: cheap, and changes whenever a file is replaced."""
-    return [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(paths)]
+class DigestCache:
+    """sha256 of files, remembered by resolved path, size and modification time in a JSON file, so that an
+    unchanged file costs one stat; a touched file is read again, and only a change of content counts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, list] = {}
+        self.changed = False
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self.entries = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3}
+
+    def sha256(self, file: Path) -> str:
+        key = str(file.resolve())
+        try:
+            stat = file.stat()
+        except OSError as error:
+            raise PipelineError(f"cannot read {file}: {error.strerror or error}") from error
+        size, mtime_ns, sha = self.entries.get(key, (None, None, None))
+        if (size, mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            sha = file_sha256(file)
+            self.entries[key] = [stat.st_size, stat.st_mtime_ns, sha]
+            self.changed = True
+        return sha
+
+    def save(self) -> None:
+        if self.changed and self.path.parent.is_dir():
+            atomic_write_json(self.path, self.entries)
+            self.changed = False
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` while a run writes `what`; a second run is refused, naming the
+    first. The kernel drops the lock when its holder exits, even killed, so no stale lock is ever left."""
+    handle = None
+    try:
+        handle = lock_path.open("a+")
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise PipelineError(
+            f"{what} is being written by another run ({holder}); wait for it to finish, or write elsewhere"
+        ) from None
+    except OSError as error:
+        if handle is not None:
+            handle.close()
+        raise PipelineError(f"cannot lock {lock_path}: {error.strerror or error}. Is the dir writable?") from error
+    try:
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv)}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

@@ -7,9 +7,11 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from wav2vec2_pipeline.bins import read_manifest
+from wav2vec2_pipeline import records
+from wav2vec2_pipeline.bins import LogitsManifest, RunDir
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_bytes, atomic_write_text, read_json
+from wav2vec2_pipeline.fileio import atomic_write_bytes, atomic_write_text
+from wav2vec2_pipeline.postprocess import Report
 
 REFERENCE_SAMPLES_PER_S = {1: 86.58, 4: 89.48, 8: 92.25, 16: 90.25, 32: 85.41, 64: 84.81}
 """The Ascend guide's Ascend310P3 throughput (with its TorchScript optimisation), by batch size."""
@@ -34,24 +36,26 @@ def collect_rows(output_root: Path, dataset: str) -> list[SweepRow]:
     """Rows from `output_root/<backend>/bs<N>/manifest.json` and `output_root/<backend>/report_bs<N>.json`."""
     rows = []
     for manifest_dir in sorted(output_root.glob("*/bs*")):
-        manifest = read_manifest(manifest_dir)
+        manifest = RunDir(manifest_dir, LogitsManifest).require_manifest()
         report_path = manifest_dir.parent / f"report_{manifest_dir.name}.json"
-        if manifest is None or "samples_per_s" not in manifest or not report_path.is_file():
+        if manifest.throughput is None or not report_path.is_file():
             raise PipelineError(f"{manifest_dir}: compile.py or postprocess did not finish there; re-run the sweep")
-        summary = read_json(report_path, "report", "wav2vec2_postprocess.py")["summary"]
+        summary = records.load(Report, report_path).summary
+        if summary.logits_run_key != manifest.run_key:
+            raise PipelineError(f"{report_path} scores other logits than {manifest_dir} holds; re-run the sweep")
         rows.append(
             SweepRow(
-                backend=manifest["backend"],
-                batch_size=manifest["batch_size"],
+                backend=manifest.backend,
+                batch_size=manifest.batch_size,
                 dataset=dataset,
-                accuracy=summary["accuracy"],
-                wer=summary["wer"],
-                samples_per_s=manifest["samples_per_s"],
-                audio_s_per_s=manifest["audio_s_per_s"],
-                peak_rss_mib=manifest["peak_rss_mib"],
-                long_audio=summary["long_audio"],
-                utterances_scored=summary["utterances_scored"],
-                utterances=summary["utterances_scored"] + summary["utterances_skipped"],
+                accuracy=summary.accuracy,
+                wer=summary.wer,
+                samples_per_s=manifest.throughput.samples_per_s,
+                audio_s_per_s=manifest.stage.audio_s_per_s,
+                peak_rss_mib=manifest.stage.peak_rss_mib,
+                long_audio=summary.long_audio,
+                utterances_scored=summary.utterances_scored,
+                utterances=summary.utterances_scored + summary.utterances_skipped,
             )
         )
     if not rows:

@@ -1,4 +1,4 @@
-"""LibriSpeech split -> one float32 bin per batch, the batch map and the ground-truth transcripts."""
+"""Audio (a LibriSpeech split, a JSONL manifest or a folder) -> float32 bins, the batch map and the ground truth."""
 
 from pathlib import Path
 
@@ -18,7 +18,13 @@ def sample_list(text: str) -> tuple[int, ...]:
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--input", type=Path, required=True, help="a LibriSpeech split, e.g. LibriSpeech/test-clean")
+    parser.add_argument(
+        "--input", type=Path, required=True,
+        help="a LibriSpeech split (e.g. LibriSpeech/test-clean), a JSONL manifest (audio_filepath, optional text, "
+        "duration, id) or a folder of audio files (flac, wav, ogg, mp3) to transcribe",
+    )  # fmt: skip
+    parser.add_argument("--resample", action="store_true", help="bring any sample rate to 16 kHz (soxr, high quality)")
+    parser.add_argument("--downmix", action="store_true", help="average the channels of multi-channel audio")
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True, help="dir for the input bins, e.g. data/bin_om_input/bs8")
     parser.add_argument("--data_path", type=Path, default=Path("data"), help="dir for the batch map and ground truth")
@@ -49,6 +55,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
+    from wav2vec2_pipeline.audio import Conversion
     from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
     from wav2vec2_pipeline.planning import Layout
     from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
@@ -58,8 +65,10 @@ def main() -> None:
     if args.pytorch_model_dir is not None and (args.pytorch_model_dir / VOCAB_FILE).is_file():
         load_vocab(args.pytorch_model_dir, geometry)  # a model dir that contradicts itself is refused here already
     layout = Layout(windows, args.long_audio, args.stride_frames, geometry)
-    options = PreprocessOptions(batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
-                                overwrite=args.overwrite)  # fmt: skip
+    options = PreprocessOptions(
+        batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
+        conversion=Conversion(args.resample, args.downmix), overwrite=args.overwrite,
+    )  # fmt: skip
     result = preprocess(args.input, args.output, args.data_path, options, command_line())
     if result is None:
         print(f"{args.output} and its batch map are up to date (same audio, transcripts and settings): nothing to do "

@@ -65,7 +65,7 @@ def test_an_unfinished_run_names_itself_and_the_command_that_finishes_it(tmp_pat
 
 def test_a_manifest_of_the_other_stage_is_named(tmp_path) -> None:
     run_dir = input_dir(tmp_path)
-    run_dir.finish(InputManifest(run_key="k", batch_size=1, bins=[]))
+    run_dir.finish(InputManifest(run_key="k", batch_size=1, bins=[], map_digest=None))
     with pytest.raises(PipelineError, match=r"written by wav2vec2_preprocess\.py, not by compile\.py"):
         RunDir(tmp_path, LogitsManifest).require_manifest()
 
@@ -74,7 +74,7 @@ def test_finishing_removes_bins_that_no_longer_belong_to_the_run(tmp_path) -> No
     run_dir = input_dir(tmp_path)
     kept = run_dir.put("batch_0.bin", np.zeros((1, 4)), key="k", rows_used=1, speech_samples=0)
     run_dir.put("batch_1.bin", np.zeros((1, 4)), key="old", rows_used=1, speech_samples=0)
-    run_dir.finish(InputManifest(run_key="k", batch_size=1, bins=[kept]))
+    run_dir.finish(InputManifest(run_key="k", batch_size=1, bins=[kept], map_digest=None))
     assert [p.name for p in list_bins(tmp_path)] == ["batch_0.bin"]
     assert run_dir.require_manifest().bins == [kept]
 
@@ -101,8 +101,10 @@ def test_a_malformed_manifest_is_one_error_naming_the_file_and_field(tmp_path, e
     run_dir = RunDir(tmp_path, LogitsManifest)
     record = run_dir.put("batch_0.bin", np.zeros((1, 2, 3)), key="k", rows_used=1, speech_samples=0)
     stage = StageMetrics(bins_run=1, rows_run=1, wall_s=1.0, speech_s=0.0, peak_rss_mib=1.0)
-    manifest = LogitsManifest(run_key="r", batch_size=1, input_run_key="i", model_sha256="m", backend="b",
-                              vocab=None, bins=[record], stage=stage)  # fmt: skip
+    manifest = LogitsManifest(
+        run_key="r", batch_size=1, input_run_key="i", model_sha256="m", backend="b", backend_options=None,
+        map_digest=None, vocab=None, bins=[record], stage=stage,
+    )  # fmt: skip
     raw = records.to_json(manifest)
     edit(raw)
     (tmp_path / "manifest.json").write_text(json.dumps(raw))

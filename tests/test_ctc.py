@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from transformers import Wav2Vec2CTCTokenizer
 
-from wav2vec2_pipeline.ctc import collapse, greedy_decode
+from wav2vec2_pipeline.ctc import collapse, greedy_decode, greedy_words
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 
 BLANK = "<pad>"
@@ -38,16 +38,39 @@ def test_all_blank_decodes_to_empty_text() -> None:
     assert greedy_decode(one_hot_logits([BLANK] * 5), BASE_960H_VOCAB) == ""
 
 
-def test_agrees_with_the_hf_tokenizer_on_random_logits(tmp_path) -> None:
+@pytest.fixture
+def tokenizer(tmp_path) -> Wav2Vec2CTCTokenizer:
     vocab_file = tmp_path / "vocab.json"
     vocab_file.write_text("{" + ", ".join(f'"{t}": {i}' for i, t in enumerate(BASE_960H_VOCAB)) + "}")
-    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file))
+    return Wav2Vec2CTCTokenizer(str(vocab_file))
+
+
+def test_agrees_with_the_hf_tokenizer_on_random_logits(tokenizer) -> None:
     rng = np.random.default_rng(1)
     for _ in range(20):
         logits = rng.standard_normal((50, len(BASE_960H_VOCAB)))
         logits[:, 0] += 1.0  # blank-heavy, as real CTC output is
         expected = " ".join(tokenizer.decode(logits.argmax(1)).split())
         assert greedy_decode(logits, BASE_960H_VOCAB) == expected
+
+
+def test_word_frames_agree_with_the_hf_tokenizers_word_offsets(tokenizer) -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        logits = rng.standard_normal((80, len(BASE_960H_VOCAB)))
+        logits[:, 0] += 1.5
+        logits[:, 4] += 0.8  # word breaks often enough for several words
+        expected = tokenizer.decode(logits.argmax(1), output_word_offsets=True).word_offsets
+        spans = greedy_words(logits, BASE_960H_VOCAB)
+        assert [(s.word, s.start_frame, s.end_frame) for s in spans] == [
+            (w["word"], int(w["start_offset"]), int(w["end_offset"])) for w in expected
+        ]
+
+
+def test_word_frames_by_hand() -> None:
+    frames = [BLANK, "H", "I", BLANK, "|", "|", BLANK, BLANK, "Y", "O", "U", "U", BLANK]
+    spans = greedy_words(one_hot_logits(frames), BASE_960H_VOCAB)
+    assert [(s.word, s.start_frame, s.end_frame) for s in spans] == [("HI", 1, 3), ("YOU", 8, 12)]
 
 
 def test_rejects_logits_of_another_vocabulary_size() -> None:

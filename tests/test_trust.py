@@ -56,6 +56,15 @@ def done(tmp_path_factory, dataset, traced_path, tiny_model_dir) -> Path:
     return work
 
 
+def stage_commands(source: Path, work: Path, batch_size: int, traced: Path) -> tuple[tuple, tuple]:
+    """The preprocess and compile.py command lines of a run from `source` into `work`."""
+    prep = ("wav2vec2_preprocess.py", "--input", source, "--batch_size", batch_size, "--output", work / "in",
+            "--data_path", work / "data")  # fmt: skip
+    comp = ("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
+            "--torchscript_path", traced, *FAST)  # fmt: skip
+    return prep, comp
+
+
 def copy_run(done: Path, tmp_path: Path) -> Path:
     shutil.copytree(done, tmp_path / "run", symlinks=True)
     return tmp_path / "run"
@@ -153,6 +162,65 @@ def test_a_vocabulary_other_than_the_exported_models_is_refused(done, tmp_path, 
     assert "is not the one the logits in" in message and "were made with" in message
 
 
+def test_an_edited_batch_map_is_refused(done, tmp_path) -> None:
+    work = copy_run(done, tmp_path)
+    path = work / "data" / "batch_i_filename_map_bs3.json"
+    batch_map = json.loads(path.read_text())
+    rows = batch_map["bins"][0]["rows"]
+    rows[0]["utt_id"], rows[1]["utt_id"] = rows[1]["utt_id"], rows[0]["utt_id"]  # whose text is whose
+    path.write_text(json.dumps(batch_map))
+    assert "is not the one the input bins of the logits" in postprocess(work)
+
+
+def test_a_replaced_traced_pth_does_not_borrow_the_old_records_vocabulary(done, tmp_path, traced_path) -> None:
+    work = copy_run(done, tmp_path)
+    other = save_tiny_model(tmp_path / "other_model", seed=4)
+    run_script("wav2vec2_pth2ts.py", "--pytorch_model_dir", other, "--output", tmp_path / "other" / "traced.pth")
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    shutil.copy(traced_path.with_name("traced.pth.json"), stale / "traced.pth.json")  # record of the first model
+    shutil.copy(tmp_path / "other" / "traced.pth", stale / "traced.pth")
+    run_script("compile.py", "--batch_size", 3, "--input_path", work / "in", "--output_path", work / "out2",
+               "--torchscript_path", stale / "traced.pth", "--backend", "torchscript", *FAST)  # fmt: skip
+    manifest = RunDir(work / "out2", LogitsManifest).require_manifest()
+    assert manifest.vocab is None  # nothing is known of this traced.pth's vocabulary: none is claimed
+
+
+def test_swapped_bins_are_redone_by_the_rerun_not_declared_up_to_date(done, tmp_path, traced_path) -> None:
+    work = copy_run(done, tmp_path)
+    compile_args = ("--batch_size", 3, "--input_path", work / "in", "--output_path", work / "out",
+                    "--torchscript_path", traced_path, "--backend", "torchscript", *FAST)  # fmt: skip
+    out = work / "out"
+    (out / "batch_0.bin").rename(out / "tmp.bin")
+    (out / "batch_1.bin").rename(out / "batch_0.bin")
+    (out / "tmp.bin").rename(out / "batch_1.bin")
+    rerun = run_script("compile.py", *compile_args)
+    assert "up to date" not in rerun.stdout and "stage: 4 rows" in rerun.stdout
+    run_script("wav2vec2_postprocess.py", "--input", out, "--batch_size", 3, "--data_path", work / "data",
+               "--report", work / "report.json")  # fmt: skip
+    bins = work / "in"
+    first, second = (bins / "batch_0.bin").read_bytes(), (bins / "batch_1.bin").read_bytes()
+    (bins / "batch_0.bin").write_bytes(second[: len(first)])  # same size, other content
+    assert "re-run wav2vec2_preprocess.py with --overwrite" in fails("compile.py", *compile_args)
+
+
+def test_a_transcript_corrected_after_the_run_needs_no_new_logits(done, tmp_path, dataset, traced_path) -> None:
+    ls = tmp_path / "ls"
+    shutil.copytree(dataset[0], ls)
+    work = tmp_path / "w"
+    prep, comp = stage_commands(ls, work, 3, traced_path)
+    run_script(*prep)
+    run_script(*comp)
+    trans = next(ls.rglob("*.trans.txt"))
+    first_id = trans.read_text().split()[0]
+    trans.write_text(trans.read_text().replace(first_id + " ", first_id + " CORRECTED ", 1))
+    assert "(0 bins written, 2 unchanged" in run_script(*prep).stdout
+    assert "up to date" in run_script(*comp).stdout
+    run_script("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", 3, "--data_path", work / "data")
+    report = json.loads((work / "data" / "report_bs3.json").read_text())
+    assert next(u for u in report["utterances"] if u["utt_id"] == first_id)["reference"].startswith("CORRECTED ")
+
+
 # ---- 2. inputs as people save them (trees, transcripts and audio headers: tests/test_real_files.py) ---------
 
 
@@ -216,7 +284,8 @@ def test_a_vocabulary_that_does_not_fit_the_config_is_refused_at_export_and_post
 @pytest.mark.parametrize(("script", "args", "message"), [
     ("compile.py", ("--timed_runs", 0), "--timed_runs must be at least 1"),
     ("compile.py", ("--warmup_runs", -1), "--warmup_runs must be 0 or more"),
-    ("compile.py", ("--threads", 0), "--threads must be at least 1"),
+    ("compile.py", ("--threads", 0), "--threads must be between 1 and"),
+    ("compile.py", ("--threads", 100_000), "--threads must be between 1 and"),
     ("compile.py", ("--device_id", -1), "--device_id must be 0 or more"),
     ("compile.py", ("--batch_size", 0), "--batch_size must be at least 1"),
     ("compile.py", ("--batch_size", "3.5"), "invalid int value"),
@@ -278,11 +347,44 @@ def test_paths_of_the_wrong_kind_are_refused_without_touching_the_previous_run(
                                      "--report", work / "data" / "ground_truth_texts.txt"),
          "is one of this stage's inputs"),
         ("wav2vec2_pth2ts.py", ("--pytorch_model_dir", tiny_model_dir, "--output", tiny_model_dir / "config.json"),
-         "is one of the model's own files"),
+         "exists and is not an earlier output of this kind"),
     ]  # fmt: skip
     for script, args, message in cases:
         assert message in fails(script, *args), (script, args)
     assert tree(work) == before  # in particular, the input dir's manifest is still there
+
+
+def test_a_feature_extractor_for_another_rate_is_refused_before_the_previous_run_is_touched(
+    done, tmp_path, tiny_model_dir
+) -> None:
+    work = copy_run(done, tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    settings = json.loads((model / "preprocessor_config.json").read_text())
+    (model / "preprocessor_config.json").write_text(json.dumps(settings | {"sampling_rate": 8000}))
+    write_librispeech_tree(work / "ls", {"1-2-0000": 20_000})
+    before = tree(work)
+    message = fails("wav2vec2_preprocess.py", "--input", work / "ls", "--batch_size", 3, "--output", work / "in",
+                    "--data_path", work / "data", "--pytorch_model_dir", model)  # fmt: skip
+    assert "sampling_rate 8000" in message and tree(work) == before
+
+
+def test_outputs_never_overwrite_what_they_did_not_write(done, tmp_path) -> None:
+    work = copy_run(done, tmp_path)
+    (work / "notes.txt").write_text("mine")
+    before = tree(work)
+    for flag, target in (("--report", work / "out" / "manifest.json"), ("--report", work / "notes.txt"),
+                         ("--transcripts", work / "notes.txt"), ("--ctm", work / "notes.txt")):  # fmt: skip
+        assert "exists and is not an earlier output of this kind" in postprocess(work, flag, target)
+    assert tree(work) == before
+
+
+def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "ls", {"1-2-0000": 300, "1-2-0001": 120_000})
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output",
+                    tmp_path / "in", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "gives a row: 1 are too short for one frame and 1 longer than the window" in message
+    assert not (tmp_path / "in").exists()
 
 
 @pytest.mark.parametrize("broken", ["config.json", "vocab.json", "preprocessor_config.json"])
@@ -315,10 +417,7 @@ def test_python3_on_the_test_path_is_this_interpreter_with_its_packages(tmp_path
 def test_a_touched_file_changes_nothing_and_an_edited_one_redoes_only_its_bins(tmp_path, traced_path) -> None:
     ls = tmp_path / "ls"
     write_librispeech_tree(ls, {"1-2-0000": 30_000, "1-2-0001": 50_000, "1-2-0002": 40_000})
-    prep = ("wav2vec2_preprocess.py", "--input", ls, "--batch_size", 1, "--output", tmp_path / "in", "--data_path",
-            tmp_path / "data")  # fmt: skip
-    comp = ("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "out",
-            "--torchscript_path", traced_path, *FAST)  # fmt: skip
+    prep, comp = stage_commands(ls, tmp_path, 1, traced_path)
     run_script(*prep)
     run_script(*comp)
     stamps = tree(tmp_path / "in") | {f"out/{k}": v for k, v in tree(tmp_path / "out").items()}

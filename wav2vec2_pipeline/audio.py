@@ -2,11 +2,13 @@
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.model import SAMPLE_RATE
@@ -44,37 +46,67 @@ class _FlacOfUnknownLength(io.FileIO):
         return count
 
 
-def _checked_header_samples(path: Path) -> int:
-    """The header's sample count, after checking it is 16 kHz mono."""
+@dataclass(frozen=True)
+class Conversion:
+    """What may be done to audio that is not 16 kHz mono: nothing unless asked for (--resample, --downmix)."""
+
+    resample: bool = False
+    """Any sample rate to 16 kHz with soxr, high quality."""
+    downmix: bool = False
+    """Average the channels."""
+
+
+NO_CONVERSION = Conversion()
+
+
+@dataclass(frozen=True)
+class Header:
+    frames: int
+    sample_rate: int
+    channels: int
+
+
+def _checked_header(path: Path, conversion: Conversion) -> Header:
+    """The header, after checking that its rate and channels are 16 kHz mono or may be converted."""
     try:
         info = sf.info(str(path))
     except sf.SoundFileError as error:
-        raise PipelineError(f"cannot read {path}: {error}. Is it a valid FLAC file?") from error
-    if info.samplerate != SAMPLE_RATE:
+        raise PipelineError(f"cannot read {path}: {error}. Is it a valid audio file?") from error
+    if info.samplerate != SAMPLE_RATE and not conversion.resample:
         raise PipelineError(
-            f"{path} is sampled at {info.samplerate} Hz; the model needs {SAMPLE_RATE} Hz. "
-            f"Resample it first, e.g. `sox in.flac -r {SAMPLE_RATE} out.flac`."
+            f"{path} is sampled at {info.samplerate} Hz; the model needs {SAMPLE_RATE} Hz. Pass --resample to "
+            f"convert it (soxr, high quality), or resample it first, e.g. `sox in.flac -r {SAMPLE_RATE} out.flac`."
         )
-    if info.channels != 1:
-        raise PipelineError(f"{path} has {info.channels} channels; the model needs mono. Downmix it first.")
-    return int(info.frames)
+    if info.channels != 1 and not conversion.downmix:
+        raise PipelineError(
+            f"{path} has {info.channels} channels; the model needs mono. Pass --downmix to average them, or "
+            "downmix it first."
+        )
+    return Header(int(info.frames), info.samplerate, info.channels)
 
 
-def _header_is_plausible(path: Path, header_samples: int) -> bool:
+def resampled_length(frames: int, sample_rate: int) -> int:
+    """How many 16 kHz samples soxr makes of `frames` at `sample_rate` (it rounds to the nearest)."""
+    return (2 * frames * SAMPLE_RATE + sample_rate) // (2 * sample_rate)
+
+
+def _header_is_plausible(path: Path, header: Header) -> bool:
     """Whether the header's count can be trusted without decoding; a 0 is checked, as FLAC uses it for unknown."""
-    return 0 < header_samples < IMPLAUSIBLE_SAMPLES and header_samples <= path.stat().st_size * MAX_SAMPLES_PER_BYTE
+    per_byte = MAX_SAMPLES_PER_BYTE // header.channels
+    return 0 < header.frames < IMPLAUSIBLE_SAMPLES and header.frames <= path.stat().st_size * per_byte
 
 
-def _decoded_blocks(path: Path, max_samples: int | None = None) -> Iterator[np.ndarray]:
-    """The audio as float32 blocks, to its real end whatever the header says, or until past `max_samples`.
+def _decoded_blocks(path: Path, channels: int, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """The audio as float32 blocks of frames x channels, to its real end whatever the header says, or until
+    past `max_frames`.
 
     It calls libsndfile's read itself: soundfile's read stops at the header's count, and seeks after each
     block, which fails where the header claims more samples than there are."""
     decoded = 0
     try:
         with _FlacOfUnknownLength(path) as raw, sf.SoundFile(raw) as sound:
-            while max_samples is None or decoded <= max_samples:
-                block = np.empty(DECODE_BLOCK_SAMPLES, dtype=np.float32)
+            while max_frames is None or decoded <= max_frames:
+                block = np.empty((DECODE_BLOCK_SAMPLES, channels), dtype=np.float32)
                 pointer = sf._ffi.cast("float *", block.__array_interface__["data"][0])
                 count = sf._snd.sf_readf_float(sound._file, pointer, DECODE_BLOCK_SAMPLES)
                 if code := sf._snd.sf_error(sound._file):
@@ -91,23 +123,31 @@ def _decoded_blocks(path: Path, max_samples: int | None = None) -> Iterator[np.n
         raise PipelineError(f"cannot decode {path}: {detail}. Is the file truncated or corrupt?") from error
 
 
-def audio_num_samples(path: Path) -> int:
-    """Sample count, after checking it is 16 kHz mono: from the header where that is plausible (no decode
-    needed), else by decoding, since a wrong count would put the audio in the wrong rows."""
-    header_samples = _checked_header_samples(path)
-    if _header_is_plausible(path, header_samples):
-        return header_samples
-    return sum(block.shape[0] for block in _decoded_blocks(path))
+def audio_num_samples(path: Path, conversion: Conversion = NO_CONVERSION) -> int:
+    """Its length in 16 kHz samples, after checking its rate and channels: from the header where that is
+    plausible (no decode needed), else by decoding, since a wrong count would put the audio in the wrong rows."""
+    header = _checked_header(path, conversion)
+    frames = header.frames
+    if not _header_is_plausible(path, header):
+        frames = sum(block.shape[0] for block in _decoded_blocks(path, header.channels))
+    return resampled_length(frames, header.sample_rate)
 
 
-def read_audio(path: Path, *, expected_samples: int | None = None) -> np.ndarray:
-    """The whole file as float32 in [-1, 1]; it must decode to `expected_samples` (what the run was planned
-    with), or by default to its header's count where that is plausible."""
-    header_samples = _checked_header_samples(path)
-    if expected_samples is None and _header_is_plausible(path, header_samples):
-        expected_samples = header_samples
-    blocks = list(_decoded_blocks(path, max_samples=expected_samples))
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+def read_audio(
+    path: Path, *, expected_samples: int | None = None, conversion: Conversion = NO_CONVERSION
+) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 in [-1, 1] (downmixed and resampled where `conversion` allows);
+    it must decode to `expected_samples` (what the run was planned with), or by default to its header's count
+    where that is plausible."""
+    header = _checked_header(path, conversion)
+    if expected_samples is None and _header_is_plausible(path, header):
+        expected_samples = resampled_length(header.frames, header.sample_rate)
+    most = None if expected_samples is None else (expected_samples * header.sample_rate) // SAMPLE_RATE + 1
+    blocks = list(_decoded_blocks(path, header.channels, max_frames=most))
+    frames = np.concatenate(blocks) if blocks else np.zeros((0, header.channels), dtype=np.float32)
+    audio = frames.mean(axis=1, dtype=np.float32) if header.channels > 1 else frames[:, 0]
+    if header.sample_rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, header.sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
     if expected_samples is not None and audio.shape[0] != expected_samples:
         decoded = f"more than {expected_samples}" if audio.shape[0] > expected_samples else str(audio.shape[0])
         raise PipelineError(

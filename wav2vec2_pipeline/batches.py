@@ -10,11 +10,11 @@ from typing import ClassVar
 
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_text
+from wav2vec2_pipeline.fileio import atomic_write_bytes
 from wav2vec2_pipeline.librispeech import parse_transcripts
 from wav2vec2_pipeline.model import SAMPLE_RATE
 from wav2vec2_pipeline.planning import Row
-from wav2vec2_pipeline.provenance import file_sha256
+from wav2vec2_pipeline.provenance import bytes_sha256, digest, file_sha256
 
 GROUND_TRUTH_FILE = "ground_truth_texts.txt"
 WHOLE, SKIPPED, CUT, CHUNKED, EMPTY = "whole", "skipped", "cut", "chunked", "empty"
@@ -40,6 +40,8 @@ class UtteranceEntry:
     outcome: str
     audio: str
     """The audio file it was read from."""
+    reference: bool
+    """Whether the input gave a transcript (in the ground truth): only those are scored."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,15 @@ class BatchMap:
         if entry.outcome == CUT:
             return (entry.num_samples - self.max_samples) / self.sample_rate
         return 0.0
+
+    @property
+    def layout_digest(self) -> str:
+        """Digest of what places audio in rows (bins, rows, kept frames, lengths, outcomes, audio files), not of
+        the transcripts: the input and logits manifests carry it, so an edited map is refused, while a
+        corrected transcript needs no new logits."""
+        layout = {u: (e.num_samples, e.outcome, e.audio) for u, e in self.utterances.items()}
+        return digest({"bins": self.bins, "utterances": layout, "max_samples": self.max_samples,
+                       "batch_size": self.batch_size, "long_audio": self.long_audio})  # fmt: skip
 
     def check(self, path: Path) -> None:
         """The map's own consistency: every row's utterance is listed with an outcome that has rows, and
@@ -131,14 +142,20 @@ def read_map(data_path: Path, batch_size: int) -> BatchMap:
     return batch_map
 
 
-def write_ground_truth(data_path: Path, transcripts: dict[str, str]) -> Path:
+def ground_truth_text(transcripts: dict[str, str]) -> bytes:
+    return "".join(f"{utt_id} {text}\n" for utt_id, text in sorted(transcripts.items())).encode("utf-8")
+
+
+def write_ground_truth(data_path: Path, transcripts: dict[str, str]) -> tuple[Path, str]:
+    """The file and the sha256 of what was written (not re-read: another run may rewrite it meanwhile)."""
     path = data_path / GROUND_TRUTH_FILE
-    atomic_write_text(path, "".join(f"{utt_id} {text}\n" for utt_id, text in sorted(transcripts.items())))
-    return path
+    data = ground_truth_text(transcripts)
+    atomic_write_bytes(path, data)
+    return path, bytes_sha256(data)
 
 
 def read_ground_truth(data_path: Path, batch_map: BatchMap) -> dict[str, str]:
-    """The transcript of every utterance of the map, from the very file the map was written with."""
+    """The transcript of every utterance of the map that has one, from the very file the map was written with."""
     path = data_path / GROUND_TRUTH_FILE
     if not path.is_file():
         raise PipelineError(f"{path} not found: run wav2vec2_preprocess.py first")
@@ -149,7 +166,8 @@ def read_ground_truth(data_path: Path, batch_map: BatchMap) -> dict[str, str]:
             "wav2vec2_preprocess.py, or give each dataset its own --data_path"
         )
     transcripts = parse_transcripts(path)
-    missing = [u for u in batch_map.utterances if u not in transcripts]
+    with_text = [u for u, entry in batch_map.utterances.items() if entry.reference]
+    missing = [u for u in with_text if u not in transcripts]
     if missing:
         raise PipelineError(f"{path} has no transcript for {len(missing)} utterance(s) of the map, e.g. {missing[0]}")
-    return {utt_id: transcripts[utt_id] for utt_id in batch_map.utterances}
+    return {utt_id: transcripts[utt_id] for utt_id in with_text}

@@ -19,7 +19,7 @@ import numpy as np
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes, make_dir
-from wav2vec2_pipeline.provenance import bytes_sha256, locked
+from wav2vec2_pipeline.provenance import DigestCache, bytes_sha256, locked
 
 DTYPE = np.dtype("<f4")
 _BIN_NAME = re.compile(r"^batch_(\d+)\.bin$")
@@ -27,6 +27,7 @@ MANIFEST_FILE = "manifest.json"
 RECORDS_DIR = ".bins"
 LOCK_FILE = ".lock"
 RUN_FILE = "run.json"
+DIGEST_CACHE = ".digests.json"
 
 
 def bin_name(index: int) -> str:
@@ -131,6 +132,8 @@ class InputManifest:
     run_key: str
     batch_size: int
     bins: list[BinRecord]
+    map_digest: str | None
+    """The batch map's layout (batches.BatchMap.layout_digest); None for bins from elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,10 @@ class LogitsManifest:
     """The input manifest's run key: which preprocess run the input bins came from."""
     model_sha256: str
     backend: str
+    backend_options: list[str] | None
+    """What else, beyond the backend's name, shapes the logits (torch_aie's SoC and precision)."""
+    map_digest: str | None
+    """Copied from the input manifest: ties the logits to the batch map's rows."""
     vocab: list[str] | None
     """The model's vocabulary, where traced.pth's export record gives it."""
     bins: list[BinRecord]
@@ -203,6 +210,8 @@ class RunDir(Generic[M]):
         self.path = path
         self.manifest_type = manifest_type
         self.records_dir = path / RECORDS_DIR
+        self.cache = DigestCache(path / DIGEST_CACHE)
+        """Digests of the bins (and of any input a stage hashes), so a bin is checked by content for a stat."""
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -247,11 +256,16 @@ class RunDir(Generic[M]):
         make_dir(self.records_dir)
         records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command))
 
+    def holds(self, record: BinRecord) -> bool:
+        """Whether the bin still holds what its record says (size, then content: a swapped or edited bin is not)."""
+        path = self.path / record.name
+        return is_whole(path, record.shape) and self.cache.sha256(path) == record.sha256
+
     def done(self, name: str, key: str) -> BinRecord | None:
-        """The bin's record, if a run finished this bin from the same inputs (`key`) and it is still whole."""
+        """The bin's record, if a run finished this bin from the same inputs (`key`) and it still holds that."""
         with contextlib.suppress(PipelineError):
             record = records.load(BinRecord, self.records_dir / f"{name}.json")
-            if record.key == key and record.name == name and is_whole(self.path / name, record.shape):
+            if record.key == key and record.name == name and self.holds(record):
                 return record
         return None
 
@@ -260,6 +274,7 @@ class RunDir(Generic[M]):
         data = np.ascontiguousarray(array, dtype=DTYPE).tobytes()
         atomic_write_bytes(self.path / name, data)
         record = BinRecord(name=name, shape=list(array.shape), sha256=bytes_sha256(data), **facts)
+        self.cache.remember(self.path / name, record.sha256)
         records.save(self.records_dir / f"{name}.json", record)
         return record
 
@@ -274,4 +289,5 @@ class RunDir(Generic[M]):
 
     def update(self, manifest: M) -> None:
         """Rewrite a finished run's manifest, e.g. with figures measured after its bins were written."""
+        self.cache.save()
         records.save(self.path / MANIFEST_FILE, manifest)

@@ -1,8 +1,8 @@
 """The pipeline in memory: plan -> rows of audio -> backend -> stitch -> decode.
 
-The four stages do exactly this through files (preprocess writes the rows `make_batch` builds, compile.py runs
-them with `run_batch`, postprocess stitches and decodes); a benchmark or a driver that holds the audio itself
-calls `transcribe`.
+The file stages run the same pieces with files between them (preprocess writes the rows `make_batch` builds,
+compile.py runs them with `run_batch`, postprocess stitches and decodes); a benchmark or a driver that holds the
+audio itself calls `transcribe`, and scores with `scoring`.
 """
 
 import functools

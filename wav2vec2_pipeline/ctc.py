@@ -1,29 +1,63 @@
-"""Greedy CTC decoding: best token per frame, collapse repeats, drop blanks, `|` -> space."""
+"""Greedy CTC decoding: best token per frame, collapse repeats, drop blanks, `|` -> space; with the frames
+each word spans, for word timestamps."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from wav2vec2_pipeline.model import BLANK_TOKEN, WORD_DELIMITER
 
 
-def collapse(token_ids: np.ndarray, blank_id: int) -> list[int]:
-    """Merge runs of one id, then drop blanks; a blank between two equal ids keeps both (the LL in HELLO)."""
+@dataclass(frozen=True)
+class WordSpan:
+    word: str
+    start_frame: int
+    """Its first non-blank frame."""
+    end_frame: int
+    """One past its last non-blank frame, as the HF tokenizer's word offsets count."""
+
+
+def token_runs(token_ids: np.ndarray, blank_id: int) -> list[tuple[int, int, int]]:
+    """(token, first frame, one past the last frame) of every run of one id that is not the blank; a blank
+    between two equal ids keeps both (the LL in HELLO)."""
     if token_ids.size == 0:
         return []
-    run_starts = np.concatenate(([True], token_ids[1:] != token_ids[:-1]))
-    merged = token_ids[run_starts]
-    return merged[merged != blank_id].tolist()
+    starts = np.flatnonzero(np.concatenate(([True], token_ids[1:] != token_ids[:-1])))
+    ends = np.append(starts[1:], token_ids.size)
+    return [(int(token_ids[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True) if token_ids[a] != blank_id]
 
 
-def ids_to_text(token_ids: Sequence[int], vocab: Sequence[str]) -> str:
-    """Join tokens; word delimiters become single spaces, with none at either end."""
-    text = "".join(vocab[i] for i in token_ids).replace(WORD_DELIMITER, " ")
-    return " ".join(text.split())
+def collapse(token_ids: np.ndarray, blank_id: int) -> list[int]:
+    """Merge runs of one id, then drop blanks."""
+    return [token for token, _, _ in token_runs(token_ids, blank_id)]
+
+
+def _check(logits: np.ndarray, vocab: Sequence[str]) -> None:
+    if logits.ndim != 2 or logits.shape[1] != len(vocab):
+        raise ValueError(f"logits of shape {logits.shape} do not match a vocabulary of {len(vocab)} tokens")
+
+
+def greedy_words(logits: np.ndarray, vocab: Sequence[str]) -> list[WordSpan]:
+    """The words of one utterance's logits (frames x vocab size), each with the frames it spans; frame
+    indices count from the utterance's start, so stitched chunk logits give utterance-wide times."""
+    _check(logits, vocab)
+    words: list[WordSpan] = []
+    chars: list[str] = []
+    start = end = 0
+    for token, first, last in [*token_runs(logits.argmax(axis=1), vocab.index(BLANK_TOKEN)), (-1, 0, 0)]:
+        if token == -1 or vocab[token] == WORD_DELIMITER:
+            if chars:
+                words.append(WordSpan("".join(chars), start, end))
+            chars = []
+            continue
+        if not chars:
+            start = first
+        chars.append(vocab[token])
+        end = last
+    return words
 
 
 def greedy_decode(logits: np.ndarray, vocab: Sequence[str]) -> str:
-    """Text of one utterance's logits, shape (frames, vocab size)."""
-    if logits.ndim != 2 or logits.shape[1] != len(vocab):
-        raise ValueError(f"logits of shape {logits.shape} do not match a vocabulary of {len(vocab)} tokens")
-    return ids_to_text(collapse(logits.argmax(axis=1), vocab.index(BLANK_TOKEN)), vocab)
+    """Text of one utterance's logits, shape (frames, vocab size): words joined by single spaces."""
+    return " ".join(span.word for span in greedy_words(logits, vocab))

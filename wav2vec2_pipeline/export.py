@@ -19,7 +19,6 @@ from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes, check_output_file, make_dir
 from wav2vec2_pipeline.model import (
-    MODEL_FILES,
     VOCAB_FILE,
     Geometry,
     is_hub_id,
@@ -137,7 +136,7 @@ class ExportResult:
 
 def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = False) -> ExportResult:
     """Trace, check and save the model, then its record; reuse a saved export of the same model contents."""
-    check_output_file(output, "--output")
+    check_output_file(output, "--output", lambda path: record_path(path).is_file())
     source = Path(model_dir)
     local = not is_hub_id(model_dir)
     geometry = load_geometry(source) if local else None
@@ -147,8 +146,6 @@ def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = 
             "samples): trace with at least that"
         )
     vocab = list(load_vocab(source, geometry)) if local and (source / VOCAB_FILE).is_file() else None
-    if local and output.parent.resolve() == source.resolve() and output.name in MODEL_FILES:
-        raise PipelineError(f"--output {output} is one of the model's own files; write the export elsewhere")
     cache = DigestCache(output.with_name(f".{output.name}.digests.json"))
     ours = {output.resolve(), record_path(output).resolve()}
     files = [p for p in sorted(source.iterdir()) if local and p.is_file() and not p.name.startswith(".")

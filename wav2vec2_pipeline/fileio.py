@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,26 @@ def make_dir(path: Path) -> None:
         raise PipelineError(f"cannot create {path}: {error.strerror or error}. Choose another output dir.") from error
 
 
-def check_output_file(path: Path, flag: str, keep: tuple[Path, ...] = ()) -> None:
-    """Refuse, before any work, an output file path that names a dir, or one of the files in `keep` (inputs
-    that writing it would destroy)."""
+def first_line(path: Path) -> str:
+    """The first line of a text file, for telling whether it is an earlier output; '' where unreadable."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def check_output_file(path: Path, flag: str, ours: Callable[[Path], bool], keep: tuple[Path, ...] = ()) -> None:
+    """Refuse, before any work, an output file path that names a dir, one of the files in `keep` (inputs that
+    writing it would destroy), or an existing file that `ours` does not recognise as an earlier such output."""
     if path.is_dir():
         raise PipelineError(f"{flag} {path} is a dir; pass the path of a file to write")
     if any(path.resolve() == other.resolve() for other in keep):
         raise PipelineError(f"{flag} {path} is one of this stage's inputs; write it elsewhere")
+    if path.exists() and not ours(path):
+        raise PipelineError(
+            f"{flag} {path} exists and is not an earlier output of this kind; remove it or choose another path"
+        )
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

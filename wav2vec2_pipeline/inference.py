@@ -7,6 +7,7 @@ is created.
 """
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,8 @@ from wav2vec2_pipeline.resources import check_fits, peak_rss_mib
 if TYPE_CHECKING:
     from wav2vec2_pipeline.backends import Backend
 
+MAX_THREADS = 8 * (os.cpu_count() or 1)
+"""More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
 AUTO = "auto"
 BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8")
 """In the order `auto` tries them (backends.BACKENDS holds the classes)."""
@@ -68,7 +71,8 @@ class CompileOptions:
                                    f"{self.timed_runs}"),
             (self.max_samples >= 1, f"--max_samples must be positive, got {self.max_samples}"),
             (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
-            (self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}"),
+            (self.threads is None or 1 <= self.threads <= MAX_THREADS,
+             f"--threads must be between 1 and {MAX_THREADS} ({os.cpu_count()} cores here), got {self.threads}"),
         )  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -81,6 +85,7 @@ class InputBins:
     batch_size: int
     bins: list[BinRecord]
     """In order, with shapes, digests and the speech each holds."""
+    map_digest: str | None
 
 
 def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> InputBins:
@@ -97,7 +102,8 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
         shape = [batch_size, max_samples]
         found = [BinRecord(p.name, shape, file_sha256(p) if is_whole(p, shape) else "", "", batch_size, 0)
                  for p in list_bins(input_dir)]  # fmt: skip
-        manifest = InputManifest(run_key=digest([b.sha256 for b in found]), batch_size=batch_size, bins=found)
+        manifest = InputManifest(run_key=digest([b.sha256 for b in found]), batch_size=batch_size, bins=found,
+                                 map_digest=None)  # fmt: skip
     if manifest.batch_size != batch_size:
         raise PipelineError(
             f"bins in {input_dir} were written with --batch_size {manifest.batch_size}; you passed {batch_size}. "
@@ -114,7 +120,7 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
                 f"Was it written with --batch_size {batch_size} and rows of {record.shape[1]} samples? "
                 "Re-run preprocess."
             )
-    return InputBins(manifest.run_key, batch_size, manifest.bins)
+    return InputBins(manifest.run_key, batch_size, manifest.bins, manifest.map_digest)
 
 
 def run_batch(backend: "Backend", batch: np.ndarray, rows_used: int | None) -> np.ndarray:
@@ -149,6 +155,11 @@ class CompileResult:
     """Nothing was run: a finished run of the same model, inputs and backend was there, figures and all."""
 
 
+def logits_key(model_sha256: str, input_sha256: str, backend: str, options: list[str] | None) -> str:
+    """What a logits bin is computed from: the model, the input bin, and the backend with its options."""
+    return digest({"model": model_sha256, "input": input_sha256, "backend": backend, "options": options})
+
+
 def check_paths(input_dir: Path, output_dir: Path) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise PipelineError(f"--output_path {output_dir} is a file; pass a dir for the logits bins")
@@ -172,7 +183,10 @@ def compile_bins(
 
     check_paths(input_dir, output_dir)
     inputs = find_input_bins(input_dir, options.batch_size, options.max_samples)
-    export = read_record(torchscript_path) if torchscript_path.is_file() else None
+    model_sha = model_sha256(torchscript_path)
+    export = read_record(torchscript_path)
+    if export is not None and export.sha256 != model_sha:
+        export = None  # traced.pth was replaced since: its record says nothing about it
     geometry = export.geometry if export is not None else Geometry()
     longest = max(record.shape[1] for record in inputs.bins)
     activations = options.batch_size * longest * (4 + 4 * geometry.first_conv_channels // geometry.conv_stride[0])
@@ -180,16 +194,23 @@ def compile_bins(
                "Preprocess with a smaller --batch_size (or shorter windows).")  # fmt: skip
     device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads)
     backend = backend or create_backend(options.backend, device)
-    model_sha = model_sha256(torchscript_path)
-    identity = {"backend": backend.name, "options": [device.soc_version, device.precision_policy]
-                if backend.name == "aie" else None}  # fmt: skip
-    run_key = digest({"model": model_sha, "inputs": inputs.run_key, **identity})
+    backend_options = [device.soc_version, device.precision_policy] if backend.name == "aie" else None
+    run_key = digest({"model": model_sha, "inputs": inputs.run_key, "backend": backend.name,
+                      "options": backend_options})  # fmt: skip
     run_dir = RunDir(output_dir, LogitsManifest)
+    changed = [b.name for b in tqdm(inputs.bins, desc="checking input bins", disable=None)
+               if b.sha256 and run_dir.cache.sha256(input_dir / b.name) != b.sha256]  # fmt: skip
+    if changed:
+        raise PipelineError(
+            f"{input_dir / changed[0]} is not the bin its manifest lists (its content changed since preprocess "
+            f"wrote it; {len(changed)} such bin(s)); re-run wav2vec2_preprocess.py with --overwrite"
+        )
     previous = run_dir.manifest() if output_dir.is_dir() else None
     if previous is not None and previous.run_key != run_key:
         previous = None
     if (not options.overwrite and previous is not None and previous.throughput is not None
-            and all(is_whole(output_dir / b.name, b.shape) for b in previous.bins)):  # fmt: skip
+            and all(run_dir.holds(b) for b in previous.bins)):  # fmt: skip
+        run_dir.cache.save()
         return CompileResult(previous, up_to_date=True)
 
     vocab_size = len(export.vocab) if export is not None and export.vocab else geometry.vocab_size
@@ -198,8 +219,8 @@ def compile_bins(
               f"{', '.join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))} float32", flush=True)  # fmt: skip
         backend.load(torchscript_path)
         for shape in dict.fromkeys(tuple(b.shape) for b in inputs.bins):
-            backend.prepare(shape)  # type: ignore[arg-type]
-        keys = {source.name: digest({"model": model_sha, "input": source.sha256, **identity}) for source in inputs.bins}
+            backend.prepare(shape)
+        keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
         run_dir.begin(run_key, keys, command)
         done: list[BinRecord] = []
         rows_run, speech_samples = 0, 0
@@ -211,8 +232,8 @@ def compile_bins(
                 data = read_bytes(input_dir / source.name, source.shape, "Re-run preprocess.")
                 if source.sha256 and bytes_sha256(data) != source.sha256:
                     raise PipelineError(
-                        f"{input_dir / source.name} is not the bin its manifest lists (its content changed since "
-                        "preprocess wrote it); re-run wav2vec2_preprocess.py"
+                        f"{input_dir / source.name} is not the bin its manifest lists (its content changed while "
+                        "this run read the bins); re-run wav2vec2_preprocess.py with --overwrite"
                     )
                 logits = run_batch(backend, as_array(data, source.shape), source.rows_used)
                 expected = (source.shape[0], geometry.num_frames(source.shape[1]), vocab_size)
@@ -232,7 +253,8 @@ def compile_bins(
             stage = previous.stage  # every bin was finished earlier: its figures stand
         manifest = LogitsManifest(
             run_key=run_key, batch_size=inputs.batch_size, input_run_key=inputs.run_key, model_sha256=model_sha,
-            backend=backend.name, vocab=export.vocab if export is not None else None, bins=done, stage=stage,
+            backend=backend.name, backend_options=backend_options, map_digest=inputs.map_digest,
+            vocab=export.vocab if export is not None else None, bins=done, stage=stage,
         )  # fmt: skip
         run_dir.finish(manifest)
         first = inputs.bins[0]

@@ -28,14 +28,15 @@ LINE_END = re.compile(r"\r\n|\r|\n")
 class Utterance:
     utt_id: str
     audio_path: Path
-    transcript: str
+    transcript: str | None
+    """None where the input has none: transcribed, not scored."""
 
 
 def _line_number(text_before: str) -> int:
     return len(LINE_END.split(text_before))
 
 
-def _decode_text(path: Path, data: bytes) -> str:
+def decode_text(path: Path, data: bytes) -> str:
     """The text by its byte-order mark, else strict UTF-8: a guessed encoding would change transcripts silently."""
     encoding, mark = next(((name, mark) for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), ("UTF-8", b""))
     body = data[len(mark) :]
@@ -67,7 +68,7 @@ def _transcript_lines(path: Path) -> dict[str, tuple[int, str]]:
     except OSError as error:
         raise PipelineError(f"cannot read {path}: {error.strerror}; check that it exists and is readable") from error
     entries: dict[str, tuple[int, str]] = {}
-    for line_no, line in enumerate(LINE_END.split(_decode_text(path, data)), start=1):
+    for line_no, line in enumerate(LINE_END.split(decode_text(path, data)), start=1):
         fields = line.lstrip("\ufeff").split(maxsplit=1)  # a mark mid-file is left by concatenating files
         if not fields:
             continue
@@ -92,7 +93,7 @@ def _cannot_list(error: OSError) -> NoReturn:
     raise PipelineError(f"cannot list {error.filename}: {error.strerror}; check that it is readable") from error
 
 
-def _files_under(root: Path) -> Iterator[Path]:
+def files_under(root: Path) -> Iterator[Path]:
     """Every file under `root` in sorted order, through linked directories too (Path.rglob skips them); a
     directory reached twice, as through a link to an ancestor, is walked once."""
     walked: set[tuple[int, int]] = set()
@@ -109,7 +110,7 @@ def _files_under(root: Path) -> Iterator[Path]:
         yield from (Path(dir_path) / name for name in sorted(file_names))
 
 
-def _file_identity(path: Path) -> tuple[int, int]:
+def file_identity(path: Path) -> tuple[int, int]:
     """(device, inode) of what `path` is or links to, so a file reached through two links counts once."""
     try:
         status = path.stat()
@@ -129,16 +130,16 @@ def find_utterances(root: Path) -> list[Utterance]:
     audio: dict[str, tuple[Path, tuple[int, int]]] = {}
     transcripts: dict[str, tuple[Path, int, str]] = {}
     transcript_files: set[tuple[int, int]] = set()
-    for path in _files_under(root):
+    for path in files_under(root):
         if path.name.endswith(AUDIO_SUFFIX):
-            utt_id, identity = path.name.removesuffix(AUDIO_SUFFIX), _file_identity(path)
+            utt_id, identity = path.name.removesuffix(AUDIO_SUFFIX), file_identity(path)
             if utt_id in audio and audio[utt_id][1] != identity:
                 raise PipelineError(
                     f"utterance {utt_id} has two different audio files, {audio[utt_id][0]} and {path}: remove one"
                 )
             audio.setdefault(utt_id, (path, identity))
         elif path.name.endswith(TRANSCRIPT_SUFFIX):
-            identity = _file_identity(path)
+            identity = file_identity(path)
             if identity in transcript_files:
                 continue
             transcript_files.add(identity)

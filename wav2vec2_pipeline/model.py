@@ -35,8 +35,6 @@ CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PREPROCESSOR_FILE = "preprocessor_config.json"
 VOCAB_FILE = "vocab.json"
-MODEL_FILES = (CONFIG_FILE, *WEIGHT_FILES, PREPROCESSOR_FILE, VOCAB_FILE, "tokenizer_config.json",
-               "special_tokens_map.json")  # fmt: skip
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 HOW_TO_GET_MODEL = (
@@ -149,9 +147,14 @@ def load_geometry(model_dir: Path | None) -> Geometry:
 
 def load_vocab(model_dir: Path | None, geometry: Geometry | None = None) -> tuple[str, ...]:
     """Token id -> token from the dir's vocab.json, checked against the config (the logits' width and the
-    blank's id must agree, or every transcript is silently wrong); without a dir, base-960h's vocabulary."""
+    blank's id must agree, or every transcript is silently wrong); without a dir, base-960h's vocabulary, and
+    so for a dir without vocab.json whose config has base-960h's 32 tokens and blank id."""
     if model_dir is None:
         return BASE_960H_VOCAB
+    if not (model_dir / VOCAB_FILE).is_file():
+        geometry = geometry or load_geometry(model_dir)
+        if (geometry.vocab_size, geometry.pad_token_id) == (len(BASE_960H_VOCAB), 0):
+            return BASE_960H_VOCAB
     path = model_file(model_dir, VOCAB_FILE)
     token_to_id = _read_json_object(path)
     if not all(isinstance(i, int) for i in token_to_id.values()) or sorted(token_to_id.values()) != list(
@@ -204,9 +207,15 @@ def load_feature_extractor(model_dir: Path | None) -> "Wav2Vec2FeatureExtractor"
     path = model_file(model_dir, PREPROCESSOR_FILE)
     settings = _read_json_object(path)
     try:
-        return Wav2Vec2FeatureExtractor.from_dict(settings)
+        feature_extractor = Wav2Vec2FeatureExtractor.from_dict(settings)
     except (ValueError, TypeError, KeyError) as error:
         raise PipelineError(f"{path}: not a feature-extractor config ({error}). {HOW_TO_GET_MODEL}.") from error
+    if feature_extractor.sampling_rate != SAMPLE_RATE or feature_extractor.feature_size != 1:
+        raise PipelineError(
+            f"{path}: sampling_rate {feature_extractor.sampling_rate}, feature_size {feature_extractor.feature_size}; "
+            f"this pipeline feeds wav2vec2 raw {SAMPLE_RATE} Hz audio (sampling_rate {SAMPLE_RATE}, feature_size 1)"
+        )
+    return feature_extractor
 
 
 def preprocessor_settings(model_dir: Path | None) -> dict[str, Any]:

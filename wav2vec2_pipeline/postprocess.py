@@ -16,22 +16,27 @@ from tqdm import tqdm
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.batches import CHUNKED, CUT, EMPTY, SKIPPED, BatchMap, read_ground_truth, read_map
 from wav2vec2_pipeline.bins import LogitsManifest, RunDir, as_array, read_bytes, shape_text
-from wav2vec2_pipeline.ctc import greedy_decode
+from wav2vec2_pipeline.ctc import greedy_words
 from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.inference import logits_key
 from wav2vec2_pipeline.model import BASE_960H_VOCAB, Geometry, load_geometry, load_vocab
+from wav2vec2_pipeline.outputs import Transcript, Word
 from wav2vec2_pipeline.planning import stitch
 from wav2vec2_pipeline.provenance import bytes_sha256
-from wav2vec2_pipeline.scoring import ErrorCounts, char_errors, corpus_cer, corpus_wer, word_errors
+from wav2vec2_pipeline.scoring import (
+    NORMALIZERS,
+    UPPER,
+    ErrorCounts,
+    char_errors,
+    corpus_cer,
+    corpus_wer,
+    text_normalizer,
+    word_errors,
+)
 
 REFERENCE_ACCURACY = 0.970
 """The Ascend310P3 guide's accuracy (1 - CER over the utterances it did not skip)."""
-NORMALIZER = "upper"
-"""Both sides upper-cased, whitespace folded: LibriSpeech's references are upper case, and a transcript that
-differs only in case is not an error."""
-
-
-def normalize_text(text: str) -> str:
-    return " ".join(text.upper().split())
+SCORED, TRANSCRIBED = "scored", "transcribed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,10 +44,14 @@ class PostprocessOptions:
     batch_size: int
     model_dir: Path | None = None
     """Vocabulary and conv strides from here; None: the vocabulary recorded with the logits, else base-960h's."""
+    normalizer: str = UPPER
+    """Applied to both sides before scoring (scoring.NORMALIZERS)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.normalizer not in NORMALIZERS:
+            raise PipelineError(f"--normalizer {self.normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,20 @@ class Rates:
 @dataclass(frozen=True)
 class UtteranceResult:
     utt_id: str
+    audio: str
     status: str
-    """`scored` (it has a hypothesis, empty for audio too short for one frame) or `skipped`."""
+    """`scored` (a hypothesis, empty for audio too short for one frame, and a reference), `transcribed` (a
+    hypothesis, no reference) or `skipped` (no hypothesis)."""
     outcome: str
     """What preprocess did with it: whole, skipped, cut, chunked or empty."""
     long_audio: str | None
     """skipped, cut or chunked for an utterance longer than the window, else None."""
     seconds: float
     seconds_lost: float
-    reference: str
+    reference: str | None
     hypothesis: str | None = None
+    words: list[Word] | None = None
+    """Each word of the hypothesis with its times in seconds from the start of the utterance."""
     word_errors: ErrorCounts | None = None
     char_errors: ErrorCounts | None = None
 
@@ -78,6 +91,8 @@ class Summary:
     model_sha256: str
     logits_run_key: str
     utterances_scored: int
+    utterances_without_reference: int
+    """Transcribed, not scored: the input gave no transcript."""
     utterances_skipped: int
     utterances_cut: int
     utterances_chunked: int
@@ -113,11 +128,17 @@ def check_logits(
     """Refuse the logits unless they were computed from exactly the map's input bins, for this vocabulary
     and frame rate."""
     redo = "re-run compile.py on the input bins of this preprocess run"
-    if manifest.input_run_key != batch_map.run_key:
+    if manifest.input_run_key != batch_map.run_key or manifest.map_digest is None:
         raise PipelineError(
             f"the logits in {output_dir} were computed from other input bins than the ones the batch map for "
             f"batch size {batch_map.batch_size} describes (preprocess was re-run since, or another dataset or "
             f"settings were used): {redo}"
+        )
+    if manifest.map_digest != batch_map.layout_digest:
+        raise PipelineError(
+            f"the batch map for batch size {batch_map.batch_size} in its --data_path is not the one the input bins "
+            f"of the logits in {output_dir} were made with (edited, or written by another preprocess run): re-run "
+            "wav2vec2_preprocess.py"
         )
     by_name = {record.name: record for record in manifest.bins}
     if set(by_name) != {b.name for b in batch_map.bins}:
@@ -134,6 +155,12 @@ def check_logits(
                 f"{output_dir / map_bin.name} was computed from another input bin than the batch map's "
                 f"{map_bin.name} (renamed, or copied from another run): {redo}"
             )
+        key = logits_key(manifest.model_sha256, map_bin.sha256, manifest.backend, manifest.backend_options)
+        if record.key != key:
+            raise PipelineError(
+                f"{output_dir / map_bin.name} was not computed by the model and backend its manifest names from the "
+                f"map's {map_bin.name} (bins of two runs in one dir?): {redo}"
+            )
         expected = [batch_map.batch_size, geometry.num_frames(map_bin.samples), len(vocab)]
         if record.shape != expected:
             raise PipelineError(
@@ -141,6 +168,8 @@ def check_logits(
                 f"model and vocabulary need {shape_text(expected)}. Pass the --pytorch_model_dir of the model that "
                 "made the logits, or re-run compile.py."
             )
+        if any(row.keep[1] > expected[1] for row in map_bin.rows):
+            raise PipelineError(f"the batch map keeps frames past the end of {map_bin.name}; re-run preprocess")
 
 
 def utterance_logits(
@@ -172,37 +201,49 @@ def error_rates(references: list[str], hypotheses: list[str]) -> Rates:
     return Rates(corpus_wer(references, hypotheses), corpus_cer(references, hypotheses))
 
 
-def score(batch_map: BatchMap, manifest: LogitsManifest, references: dict[str, str], decoded: dict[str, str]) -> Report:
-    """Per-utterance errors, every utterance exactly once; rates over the scored (the reference's figure), over
-    all (a skipped utterance counts as all deletions) and over the long ones. Both sides are normalised for
-    scoring; the report keeps them as they were."""
-    refs = {u: normalize_text(text) for u, text in references.items()}
-    raw = {u: decoded.get(u, "") for u, e in batch_map.utterances.items() if e.outcome != SKIPPED}
-    hyps = {u: normalize_text(text) for u, text in raw.items()}
+def score(
+    batch_map: BatchMap,
+    manifest: LogitsManifest,
+    references: dict[str, str],
+    decoded: dict[str, list[Word]],
+    normalizer: str,
+) -> Report:
+    """Per-utterance results, every utterance exactly once; rates over the scored (the reference's figure),
+    over all with a reference (a skipped one counts as all deletions) and over the long ones. Both sides are
+    normalised for scoring; the report keeps them as they were."""
+    normalize = text_normalizer(normalizer)
+    texts = {u: " ".join(w.word for w in words) for u, words in decoded.items()}
+    transcribed = {u for u, e in batch_map.utterances.items() if e.outcome != SKIPPED}
+    refs = {u: normalize(text) for u, text in references.items()}
+    hyps = {u: normalize(texts.get(u, "")) for u in transcribed}
     results = []
     for utt_id, entry in sorted(batch_map.utterances.items()):
-        scored = utt_id in hyps
+        scored = utt_id in transcribed and utt_id in refs
+        status = SCORED if scored else TRANSCRIBED if utt_id in transcribed else SKIPPED
         results.append(
             UtteranceResult(
-                utt_id=utt_id, status="scored" if scored else SKIPPED, outcome=entry.outcome,
+                utt_id=utt_id, audio=entry.audio, status=status, outcome=entry.outcome,
                 long_audio=entry.outcome if entry.num_samples > batch_map.max_samples else None,
                 seconds=batch_map.seconds([utt_id]), seconds_lost=batch_map.seconds_lost(utt_id),
-                reference=references[utt_id], hypothesis=raw.get(utt_id),
+                reference=references.get(utt_id), hypothesis=texts.get(utt_id, "") if utt_id in transcribed else None,
+                words=decoded.get(utt_id, []) if utt_id in transcribed else None,
                 word_errors=word_errors(refs[utt_id], hyps[utt_id]) if scored else None,
                 char_errors=char_errors(refs[utt_id], hyps[utt_id]) if scored else None,
             )
         )  # fmt: skip
 
     def rates(utt_ids: list[str]) -> Rates:
-        return error_rates([refs[u] for u in utt_ids], [hyps.get(u, "") for u in utt_ids])
+        with_ref = [u for u in utt_ids if u in refs]
+        return error_rates([refs[u] for u in with_ref], [hyps.get(u, "") for u in with_ref])
 
-    scored_ids = sorted(hyps)
+    scored_ids = sorted(u for u in transcribed if u in refs)
     over_scored = rates(scored_ids)
     skipped = batch_map.with_outcome(SKIPPED)
     summary = Summary(
         batch_size=batch_map.batch_size, max_samples=batch_map.max_samples, long_audio=batch_map.long_audio,
-        normalizer=NORMALIZER, backend=manifest.backend, model_sha256=manifest.model_sha256,
+        normalizer=normalizer, backend=manifest.backend, model_sha256=manifest.model_sha256,
         logits_run_key=manifest.run_key, utterances_scored=len(scored_ids),
+        utterances_without_reference=len(transcribed - set(refs)),
         utterances_skipped=len(skipped), utterances_cut=len(batch_map.with_outcome(CUT)),
         utterances_chunked=len(batch_map.with_outcome(CHUNKED)), utterances_empty=len(batch_map.with_outcome(EMPTY)),
         seconds_scored=batch_map.seconds(scored_ids), seconds_skipped=batch_map.seconds(skipped),
@@ -222,8 +263,22 @@ def postprocess(output_dir: Path, data_path: Path, options: PostprocessOptions) 
     given = options.model_dir is not None
     vocab = load_vocab(options.model_dir, geometry) if given else tuple(manifest.vocab or BASE_960H_VOCAB)
     check_logits(output_dir, manifest, batch_map, vocab, geometry, vocab_given=given)
-    decoded = {u: greedy_decode(logits, vocab) for u, logits in utterance_logits(output_dir, batch_map, manifest)}
-    return score(batch_map, manifest, references, decoded)
+    seconds_per_frame = geometry.samples_per_frame / batch_map.sample_rate
+    decoded = {
+        utt_id: [Word(s.word, s.start_frame * seconds_per_frame, s.end_frame * seconds_per_frame)
+                 for s in greedy_words(logits, vocab)]
+        for utt_id, logits in utterance_logits(output_dir, batch_map, manifest)
+    }  # fmt: skip
+    return score(batch_map, manifest, references, decoded, options.normalizer)
+
+
+def transcripts(report: Report) -> list[Transcript]:
+    """What was transcribed, with word times, for transcripts.jsonl, --srt and --ctm."""
+    return [
+        Transcript(u.utt_id, u.audio, u.hypothesis, u.words or [])
+        for u in report.utterances
+        if u.hypothesis is not None
+    ]
 
 
 def write_report(path: Path, report: Report) -> None:

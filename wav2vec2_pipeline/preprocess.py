@@ -7,13 +7,13 @@ whose inputs changed, and a file that was only touched changes nothing.
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from wav2vec2_pipeline.audio import audio_num_samples, normalize, read_audio
+from wav2vec2_pipeline.audio import Conversion, audio_num_samples, normalize, read_audio
 from wav2vec2_pipeline.batches import (
     CHUNKED,
     CUT,
@@ -23,21 +23,21 @@ from wav2vec2_pipeline.batches import (
     BatchMap,
     MapBin,
     UtteranceEntry,
+    ground_truth_text,
     read_ground_truth,
     read_map,
     write_ground_truth,
     write_map,
 )
-from wav2vec2_pipeline.bins import InputManifest, RunDir, bin_name, is_whole
+from wav2vec2_pipeline.bins import InputManifest, RunDir, bin_name
 from wav2vec2_pipeline.core import make_batch
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.librispeech import Utterance, find_utterances
+from wav2vec2_pipeline.librispeech import Utterance
 from wav2vec2_pipeline.model import SAMPLE_RATE, preprocessor_settings
 from wav2vec2_pipeline.planning import Layout, Plan, plan_bins
-from wav2vec2_pipeline.provenance import DigestCache, digest, file_sha256
+from wav2vec2_pipeline.provenance import bytes_sha256, digest
 from wav2vec2_pipeline.resources import check_fits
-
-DIGEST_CACHE = ".digests.json"
+from wav2vec2_pipeline.sources import find_inputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +48,7 @@ class PreprocessOptions:
     layout: Layout
     model_dir: Path | None = None
     """Feature-extractor settings from here; None: base-960h's (the transformers defaults)."""
+    conversion: Conversion = field(default_factory=Conversion)
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -71,19 +72,17 @@ def outcomes(plan: Plan) -> dict[str, str]:
     return {utt_id: outcome for outcome, ids in named.items() for utt_id in ids}
 
 
-def check_paths(input_dir: Path, output_dir: Path, data_path: Path) -> None:
-    if not input_dir.is_dir():
-        kind = "is a file" if input_dir.exists() else "does not exist"
-        raise PipelineError(f"input dir {input_dir} {kind}; pass a LibriSpeech split such as LibriSpeech/test-clean")
+def check_paths(source: Path, output_dir: Path, data_path: Path) -> None:
     for flag, path in (("--output", output_dir), ("--data_path", data_path)):
         if path.exists() and not path.is_dir():
             raise PipelineError(f"{flag} {path} is a file; pass a dir (it is created if missing)")
-    if output_dir.resolve() == input_dir.resolve():
+    if output_dir.resolve() == source.resolve():
         raise PipelineError(f"--output {output_dir} is the input dir; write the bins to a dir of their own")
 
 
-def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int, run_key: str) -> bool:
-    """Whether a finished run from the same inputs and settings left its manifest, map and every bin whole."""
+def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int, run_key: str, truth_sha: str) -> bool:
+    """Whether a finished run from the same inputs and settings left its manifest, its map, the same ground
+    truth, and every bin holding what its record says."""
     manifest = run_dir.manifest()
     if manifest is None or manifest.run_key != run_key:
         return False
@@ -92,38 +91,50 @@ def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int,
         read_ground_truth(data_path, batch_map)
     except PipelineError:
         return False
-    return batch_map.run_key == run_key and all(is_whole(run_dir.path / b.name, b.shape) for b in manifest.bins)
+    return (
+        batch_map.run_key == run_key
+        and batch_map.ground_truth_sha256 == truth_sha
+        and manifest.map_digest == batch_map.layout_digest
+        and all(run_dir.holds(b) for b in manifest.bins)
+    )
 
 
 def preprocess(
-    input_dir: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
+    source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
 ) -> PreprocessResult | None:
     """Write the bins, the ground truth and the map, then the manifest. Returns None, writing nothing, where
-    a finished run from the same inputs and settings is already there (an unchanged file costs one stat)."""
-    check_paths(input_dir, output_dir, data_path)
-    layout, batch_size = options.layout, options.batch_size
+    a finished run from the same inputs and settings is already there (an unchanged file costs one stat).
+    `source`: a LibriSpeech split, a JSONL manifest or a folder of audio."""
+    check_paths(source, output_dir, data_path)
+    layout, batch_size, conversion = options.layout, options.batch_size, options.conversion
     settings = preprocessor_settings(options.model_dir)
-    utterances = find_utterances(input_dir)
-    cache = DigestCache(output_dir / DIGEST_CACHE)
-    audio_sha = {u.utt_id: cache.sha256(u.audio_path) for u in tqdm(utterances, desc="hashing audio", disable=None)}
-    transcripts = {u.utt_id: u.transcript for u in utterances}
+    utterances = find_inputs(source)
+    run_dir = RunDir(output_dir, InputManifest)
+    audio_sha = {u.utt_id: run_dir.cache.sha256(u.audio_path)
+                 for u in tqdm(utterances, desc="hashing audio", disable=None)}  # fmt: skip
+    transcripts = {u.utt_id: u.transcript for u in utterances if u.transcript is not None}
+    truth_sha = bytes_sha256(ground_truth_text(transcripts))
     shaping = {
         "batch_size": batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
         "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
+        "conversion": conversion,
     }  # fmt: skip
-    run_key = digest({"audio": audio_sha, "transcripts": transcripts, **shaping})
-    run_dir = RunDir(output_dir, InputManifest)
-    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key):
-        cache.save()  # touched files: their digests stand for their new times
+    run_key = digest({"audio": audio_sha, **shaping})  # transcripts shape no bin: editing one redoes no logits
+    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, truth_sha):
+        run_dir.cache.save()  # touched files: their digests stand for their new times
         return None
 
     by_id = {u.utt_id: u for u in utterances}
-    lengths = {u.utt_id: audio_num_samples(u.audio_path) for u in tqdm(utterances, desc="checking audio",
-                                                                         disable=None)}  # fmt: skip
+    lengths = {u.utt_id: audio_num_samples(u.audio_path, conversion)
+               for u in tqdm(utterances, desc="checking audio", disable=None)}  # fmt: skip
     plan = plan_bins(lengths, batch_size, layout)
-    with run_dir.lock():  # nothing is written before every file has been checked
-        cache.save()
-        normalized_audio = normalizer(by_id, lengths, options.model_dir)
+    if not plan.bins:
+        raise PipelineError(
+            f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame and "
+            f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
+        )
+    normalized_audio = normalizer(by_id, lengths, options.model_dir, conversion)
+    with run_dir.lock():  # nothing is written before every file and setting has been checked
         keys = {
             bin_name(index): digest({**shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
                                      "audio": [audio_sha[r.utt_id] for r in b.rows]})
@@ -141,30 +152,33 @@ def preprocess(
                 written += 1
             records.append(record)
             map_bins.append(MapBin(name, bin_.samples, record.sha256, bin_.rows))
-        ground_truth_file = write_ground_truth(data_path, transcripts)
+        ground_truth_file, written_sha = write_ground_truth(data_path, transcripts)
         treated = outcomes(plan)
         batch_map = BatchMap(
             run_key=run_key, batch_size=batch_size, max_samples=max(layout.windows), long_audio=layout.long_audio,
-            sample_rate=SAMPLE_RATE, ground_truth_sha256=file_sha256(ground_truth_file), bins=map_bins,
-            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path))
-                        for u in sorted(lengths)},
+            sample_rate=SAMPLE_RATE, ground_truth_sha256=written_sha, bins=map_bins,
+            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path),
+                                          u in transcripts) for u in sorted(lengths)},
         )  # fmt: skip
         map_file = write_map(data_path, batch_map)
-        run_dir.finish(InputManifest(run_key=run_key, batch_size=batch_size, bins=records))
+        manifest = InputManifest(run_key=run_key, batch_size=batch_size, bins=records,
+                                 map_digest=batch_map.layout_digest)  # fmt: skip
+        run_dir.finish(manifest)
     return PreprocessResult(batch_map, map_file, ground_truth_file, written)
 
 
 def normalizer(
-    by_id: dict[str, Utterance], lengths: dict[str, int], model_dir: Path | None
+    by_id: dict[str, Utterance], lengths: dict[str, int], model_dir: Path | None, conversion: Conversion
 ) -> Callable[[str], np.ndarray]:
     """utt_id -> the whole utterance normalised once by the model's feature extractor, so every window of it
     shares one scale; the decoded length must be the one the plan was made with."""
     from wav2vec2_pipeline.model import load_feature_extractor
 
-    feature_extractor = load_feature_extractor(model_dir)
+    feature_extractor = load_feature_extractor(model_dir)  # loaded (and checked) before anything is written
 
     @functools.lru_cache(maxsize=2)  # an utterance's windows are consecutive rows
     def normalized_audio(utt_id: str) -> np.ndarray:
-        return normalize(read_audio(by_id[utt_id].audio_path, expected_samples=lengths[utt_id]), feature_extractor)
+        audio = read_audio(by_id[utt_id].audio_path, expected_samples=lengths[utt_id], conversion=conversion)
+        return normalize(audio, feature_extractor)
 
     return normalized_audio

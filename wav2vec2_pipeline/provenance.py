@@ -67,6 +67,12 @@ class DigestCache:
             self.changed = True
         return sha
 
+    def remember(self, file: Path, sha: str) -> None:
+        """The digest of bytes just written to `file`, so checking it later costs only a stat."""
+        stat = file.stat()
+        self.entries[str(file.resolve())] = [stat.st_size, stat.st_mtime_ns, sha]
+        self.changed = True
+
     def save(self) -> None:
         if self.changed and self.path.parent.is_dir():
             atomic_write_json(self.path, self.entries)

@@ -88,6 +88,18 @@ def to_json(record: object) -> dict[str, Any]:
     return {"format": fmt, **data} if fmt else data
 
 
+def is_saved(cls: type, path: Path) -> bool:
+    """Whether `path` holds a record of `cls`'s kind, any version of its format (`save` writes it first): an
+    earlier output, safe to overwrite."""
+    family = cls.FORMAT.rsplit("/", 1)[0] + "/"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return False
+    return f'"format": "{family}'.encode() in head
+
+
 def save(path: Path, record: object) -> None:
     atomic_write_json(path, to_json(record))
 

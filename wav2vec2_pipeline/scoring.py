@@ -1,8 +1,11 @@
 """Word and character error rates with jiwer, per utterance and over the corpus."""
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import jiwer
+
+from wav2vec2_pipeline.errors import PipelineError
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,23 @@ def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
 def corpus_cer(references: list[str], hypotheses: list[str]) -> float:
     """Character edits summed over utterances / reference characters summed, spaces included."""
     return float(jiwer.cer(references, hypotheses))
+
+
+UPPER, ENGLISH, NONE = "upper", "english", "none"
+NORMALIZERS = (UPPER, ENGLISH, NONE)
+"""Applied to reference and hypothesis alike before scoring: `upper` folds case and whitespace (right for
+LibriSpeech, whose references are upper case); `english` is Whisper's English text normaliser as shipped with
+transformers (the Open ASR Leaderboard's convention: numbers, contractions, fillers, punctuation), without the
+British-to-American spelling map, which transformers does not ship; `none` scores the texts as they are."""
+
+
+def text_normalizer(name: str) -> Callable[[str], str]:
+    if name == UPPER:
+        return lambda text: " ".join(text.upper().split())
+    if name == ENGLISH:
+        from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+        return EnglishTextNormalizer({})
+    if name == NONE:
+        return lambda text: text
+    raise PipelineError(f"--normalizer {name!r}: choose one of {', '.join(NORMALIZERS)}")

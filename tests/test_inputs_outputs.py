@@ -1,0 +1,187 @@
+"""Any audio in (manifests, plain folders, other rates and channels), transcripts people can use out (JSON lines
+with word times, SubRip, CTM), and scoring with or without references."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SHARED_DATA, run_script, write_flac
+from wav2vec2_pipeline.outputs import Word, ctm, srt
+
+FAST = ("--warmup_runs", 0, "--timed_runs", 1)
+TRAINED_MODEL = SHARED_DATA.parent / "models" / "wav2vec2-espeak-small"
+ESPEAK_LONG = SHARED_DATA / "espeak-test" / "LibriSpeech" / "test-clean" / "8003"
+
+
+def run_all(work: Path, source: Path, traced: Path, *preprocess: object, batch_size: int = 2) -> dict:
+    """The three data stages on `source`; returns the report, and leaves transcripts beside it."""
+    run_script("wav2vec2_preprocess.py", "--input", source, "--batch_size", batch_size, "--output", work / "in",
+               "--data_path", work / "data", *preprocess)  # fmt: skip
+    run_script("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
+               "--torchscript_path", traced, *FAST)  # fmt: skip
+    outputs = ("--srt", work / "srt", "--ctm", work / "words.ctm")
+    printed = run_script("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", batch_size,
+                         "--data_path", work / "data", *outputs).stdout  # fmt: skip
+    report = json.loads((work / "data" / f"report_bs{batch_size}.json").read_text())
+    return report | {"printed": printed}
+
+
+def transcripts_of(work: Path, batch_size: int = 2) -> dict[str, dict]:
+    lines = (work / "data" / f"transcripts_bs{batch_size}.jsonl").read_text().splitlines()
+    return {entry["id"]: entry for entry in map(json.loads, lines)}
+
+
+def test_a_jsonl_manifest_with_audio_outside_its_dir_and_some_lines_without_text(tmp_path, traced_path) -> None:
+    elsewhere = tmp_path / "recordings"
+    write_flac(elsewhere / "a.flac", 30_000, seed=1)
+    write_flac(tmp_path / "set" / "clips" / "b.flac", 40_000, seed=2)
+    write_flac(tmp_path / "set" / "c.flac", 20_000, seed=3)
+    manifest = tmp_path / "set" / "manifest.jsonl"
+    manifest.write_text(
+        json.dumps({"audio_filepath": str(elsewhere / "a.flac"), "text": "hello world", "duration": 1.875}) + "\n"
+        + json.dumps({"audio_filepath": "clips/b.flac", "text": "its quiz", "id": "bee"}) + "\n\n"
+        + json.dumps({"audio_filepath": "c.flac"}) + "\n"
+    )  # fmt: skip
+    report = run_all(tmp_path / "w", manifest, traced_path)
+    entries = {u["utt_id"]: u for u in report["utterances"]}
+    assert set(entries) == {f"{str(elsewhere / 'a')[1:]}", "bee", "c"}
+    assert entries["bee"]["audio"] == str(tmp_path / "set" / "clips" / "b.flac")
+    assert entries["c"]["status"] == "transcribed" and entries["c"]["reference"] is None
+    assert report["summary"]["utterances_scored"] == 2 and report["summary"]["utterances_without_reference"] == 1
+    assert report["summary"]["wer"] is not None
+    assert set(transcripts_of(tmp_path / "w")) == set(entries)
+    truth = (tmp_path / "w" / "data" / "ground_truth_texts.txt").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[0] for line in truth) == sorted(set(entries) - {"c"})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": "no audio"}', "'audio_filepath' must be a string"),
+        ('{"audio_filepath": "missing.flac"}', "missing.flac not found"),
+        ("not json", "not a JSON object"),
+        ('{"audio_filepath": "a.flac", "id": "two words"}', "must be non-empty and without spaces"),
+        ('{"audio_filepath": "a.flac", "duration": "long"}', "'duration' must be a number"),
+    ],
+)
+def test_a_bad_manifest_line_is_named(tmp_path, line, message) -> None:
+    write_flac(tmp_path / "a.flac", 16_000, seed=1)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.flac"}) + "\n" + line + "\n")
+    result = run_script("wav2vec2_preprocess.py", "--input", manifest, "--batch_size", 1, "--output", tmp_path / "in",
+                        "--data_path", tmp_path / "data", check=False)  # fmt: skip
+    assert result.returncode == 2 and f"{manifest}:2: " in result.stderr and message in result.stderr
+    assert not (tmp_path / "in").exists()
+
+
+def test_a_folder_without_transcripts_is_transcribed_only(tmp_path, traced_path) -> None:
+    folder = tmp_path / "calls"
+    rng = np.random.default_rng(0)
+    for relative, samples in (("2024/monday/one.wav", 30_000), ("2024/tuesday/two take.wav", 50_000),
+                              ("three.ogg", 20_000)):  # fmt: skip
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / relative, 0.1 * rng.standard_normal(samples), 16_000)
+    report = run_all(tmp_path / "w", folder, traced_path)
+    assert "no WER: no utterance has both a transcript and a reference" in report["printed"]
+    ids = {"2024/monday/one", "2024/tuesday/two_take", "three"}
+    assert {u["utt_id"] for u in report["utterances"]} == ids
+    assert {u["status"] for u in report["utterances"]} == {"transcribed"} and report["summary"]["wer"] is None
+    transcripts = transcripts_of(tmp_path / "w")
+    assert set(transcripts) == ids
+    for entry in transcripts.values():
+        assert entry["text"] == " ".join(w["word"] for w in entry["words"])
+    assert sorted(str(p.relative_to(tmp_path / "w" / "srt")) for p in (tmp_path / "w" / "srt").rglob("*.srt")) == [
+        "2024/monday/one.srt", "2024/tuesday/two_take.srt", "three.srt",
+    ]  # fmt: skip
+    ctm_lines = (tmp_path / "w" / "words.ctm").read_text().splitlines()
+    assert len(ctm_lines) == sum(len(e["words"]) for e in transcripts.values())
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
+def test_resample_and_downmix_match_the_same_audio_converted_with_sox(tmp_path, tiny_model_dir) -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(88_200) / 44_100
+    left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.02 * rng.standard_normal(t.size)
+    right = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.02 * rng.standard_normal(t.size)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sf.write(raw / "clip.wav", np.stack([left, right], axis=1), 44_100, subtype="FLOAT")
+    refused = run_script("wav2vec2_preprocess.py", "--input", raw, "--batch_size", 1, "--output", tmp_path / "x",
+                         "--data_path", tmp_path / "xd", check=False)  # fmt: skip
+    assert refused.returncode == 2 and "Pass --resample" in refused.stderr
+    by_hand = tmp_path / "sox"
+    by_hand.mkdir()
+    subprocess.run(["sox", str(raw / "clip.wav"), "-e", "floating-point", "-b", "32", str(by_hand / "clip.wav"),
+                    "remix", "1,2", "vol", "0.5", "rate", "-v", "16000"], check=True)  # fmt: skip
+    rows = {}
+    for name, source, flags in (("ours", raw, ("--resample", "--downmix")), ("sox", by_hand, ())):
+        run_script("wav2vec2_preprocess.py", "--input", source, "--batch_size", 1, "--output", tmp_path / f"{name}_in",
+                   "--data_path", tmp_path / f"{name}_data", "--pytorch_model_dir", tiny_model_dir, *flags)  # fmt: skip
+        rows[name] = np.fromfile(tmp_path / f"{name}_in" / "batch_0.bin", dtype="<f4")
+    assert np.count_nonzero(rows["ours"]) == np.count_nonzero(rows["sox"]) == 32_000  # 2 s at 16 kHz, then padding
+    assert np.abs(rows["ours"] - rows["sox"]).max() < 0.02  # normalised units: the two resamplers agree
+
+
+def test_subrip_and_ctm_by_hand() -> None:
+    words = [Word("HELLO", 0.02, 0.3), Word("WORLD", 0.36, 0.7), Word("A" * 40, 61.0, 62.5)]
+    assert srt(words) == (
+        "1\n00:00:00,020 --> 00:00:00,700\nHELLO WORLD\n\n"
+        f"2\n00:01:01,000 --> 00:01:02,500\n{'A' * 40}\n\n"
+    )
+    from wav2vec2_pipeline.outputs import Transcript
+
+    assert ctm([Transcript("u1", "a.flac", "HELLO WORLD", words[:2])]) == (
+        "u1 1 0.020 0.280 HELLO\nu1 1 0.360 0.340 WORLD\n"
+    )
+
+
+def test_the_english_normaliser_is_recorded_and_applied_to_both_sides(tmp_path, traced_path, dataset) -> None:
+    work = tmp_path / "w"
+    run_all(work, dataset[0], traced_path)
+    run_script("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", 2, "--data_path", work / "data",
+               "--normalizer", "english", "--report", work / "english.json")  # fmt: skip
+    report = json.loads((work / "english.json").read_text())
+    assert report["summary"]["normalizer"] == "english"
+    from wav2vec2_pipeline.scoring import text_normalizer
+
+    assert text_normalizer("english")("IT'S TWENTY FIVE") == "it is 25"
+
+
+@pytest.mark.skipif(not (TRAINED_MODEL.is_dir() and ESPEAK_LONG.is_dir()), reason="../shared model or data absent")
+def test_word_times_of_chunked_long_utterances_match_the_whole_utterance(tmp_path) -> None:
+    """On the trained model: 15-25 s espeak utterances, chunked into 100000-sample windows and stitched, against
+    the same utterances run whole (one 400000-sample bucket): words in order, inside the utterance, and where
+    both runs decode the same word sequence around it, the same times within one frame (20 ms)."""
+    source = tmp_path / "long"
+    shutil.copytree(ESPEAK_LONG, source / "8003")
+    for f in sorted((source / "8003").rglob("*.flac"))[4:]:  # four utterances keep the test short
+        f.unlink()
+    trans = next((source / "8003").rglob("*.trans.txt"))
+    kept = {f.name.removesuffix(".flac") for f in (source / "8003").rglob("*.flac")}
+    trans.write_text("".join(line + "\n" for line in trans.read_text().splitlines() if line.split()[0] in kept))
+    traced = tmp_path / "traced.pth"
+    run_script("wav2vec2_pth2ts.py", "--pytorch_model_dir", TRAINED_MODEL, "--output", traced)
+    chunked = run_all(tmp_path / "chunk", source, traced, "--long_audio", "chunk", batch_size=1)
+    whole = run_all(tmp_path / "whole", source, traced, "--bucket", "--bucket_samples", "400000", batch_size=1)
+    compared = 0
+    for utt_id, entry in transcripts_of(tmp_path / "chunk", 1).items():
+        seconds = next(u["seconds"] for u in chunked["utterances"] if u["utt_id"] == utt_id)
+        starts = [w["start"] for w in entry["words"]]
+        assert starts == sorted(starts) and all(0 <= w["start"] < w["end"] <= seconds + 0.02 for w in entry["words"])
+        other = transcripts_of(tmp_path / "whole", 1)[utt_id]["words"]
+        for i, word in enumerate(entry["words"]):
+            for j, candidate in enumerate(other):
+                same_context = [w["word"] for w in entry["words"][max(i - 1, 0) : i + 2]] == [
+                    w["word"] for w in other[max(j - 1, 0) : j + 2]
+                ]
+                if same_context and abs(candidate["start"] - word["start"]) < 1.0:
+                    assert abs(candidate["start"] - word["start"]) <= 0.02 + 1e-9
+                    assert abs(candidate["end"] - word["end"]) <= 0.02 + 1e-9
+                    compared += 1
+    assert compared >= 10  # enough words agree between the two runs to say something
+    assert whole["summary"]["utterances_scored"] == chunked["summary"]["utterances_scored"] == 4

@@ -1,0 +1,82 @@
+"""Transcripts in the formats people load them into: JSON lines with word times, SubRip subtitles, NIST CTM."""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wav2vec2_pipeline.fileio import atomic_write_text, first_line
+
+SRT_LINE_CHARS = 42
+"""The usual subtitle line length: words are packed into cues of at most this many characters."""
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    """Seconds from the start of the utterance to its first non-blank frame."""
+    end: float
+    """Seconds to the end of its last non-blank frame."""
+
+
+@dataclass(frozen=True)
+class Transcript:
+    utt_id: str
+    audio_filepath: str
+    text: str
+    words: list[Word]
+
+
+def jsonl(transcripts: Iterable[Transcript]) -> str:
+    lines = []
+    for t in transcripts:
+        words = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in t.words]
+        lines.append(json.dumps({"id": t.utt_id, "audio_filepath": t.audio_filepath, "text": t.text, "words": words}))
+    return "".join(line + "\n" for line in lines)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def srt(words: list[Word]) -> str:
+    """Cues of consecutive words up to `SRT_LINE_CHARS` characters, each from its first word's start to its
+    last word's end."""
+    cues: list[list[Word]] = []
+    for word in words:
+        if cues and len(" ".join(w.word for w in [*cues[-1], word])) <= SRT_LINE_CHARS:
+            cues[-1].append(word)
+        else:
+            cues.append([word])
+    return "".join(
+        f"{index}\n{_srt_time(cue[0].start)} --> {_srt_time(cue[-1].end)}\n{' '.join(w.word for w in cue)}\n\n"
+        for index, cue in enumerate(cues, start=1)
+    )
+
+
+def ctm(transcripts: Iterable[Transcript]) -> str:
+    """NIST CTM: `<utterance> <channel> <start> <duration> <word>` per word, channel 1, seconds."""
+    return "".join(
+        f"{t.utt_id} 1 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for t in transcripts for w in t.words
+    )
+
+
+def is_transcripts(path: Path) -> bool:
+    line = first_line(path)
+    return not line or (line.startswith('{"id": ') and '"words": ' in line)
+
+
+def is_ctm(path: Path) -> bool:
+    fields = first_line(path).split()
+    return not fields or (len(fields) == 5 and fields[1] == "1" and fields[2].replace(".", "", 1).isdigit())
+
+
+def write_srt_files(directory: Path, transcripts: Iterable[Transcript]) -> None:
+    """One `<id>.srt` per utterance (an id with `/` in it, from a folder's paths, makes subdirs)."""
+    for t in transcripts:
+        atomic_write_text(directory / f"{t.utt_id}.srt", srt(t.words))

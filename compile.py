@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.errors import ArgumentParser, command_line, run_cli
+from wav2vec2_pipeline.bins import Shard
+from wav2vec2_pipeline.errors import MERGE_HELP, SHARD_HELP, ArgumentParser, command_line, run_cli
 from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES, CompileOptions
 from wav2vec2_pipeline.model import MAX_SAMPLES
 
@@ -24,23 +25,28 @@ def main() -> None:
     parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
     parser.add_argument("--threads", type=int, help="CPU backends: intra-op threads (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
+    parser.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
+    parser.add_argument("--merge", action="store_true", help=MERGE_HELP)
     args = parser.parse_args()
     options = CompileOptions(
         batch_size=args.batch_size, backend=args.backend, warmup_runs=args.warmup_runs, timed_runs=args.timed_runs,
         max_samples=args.max_samples, device_id=args.device_id, soc_version=args.soc_version,
         precision_policy=args.precision_policy, threads=args.threads, overwrite=args.overwrite,
+        shard=Shard.parse(args.shard) if args.shard else None, merge=args.merge,
     )  # fmt: skip
 
     from wav2vec2_pipeline.inference import compile_bins
 
     result = compile_bins(args.input_path, args.output_path, args.torchscript_path, options, command_line())
-    manifest = result.manifest
-    if result.up_to_date:
+    manifest, stage = result.manifest, result.stage
+    if manifest is None:
+        print(f"shard {args.shard}: {stage.bins_run} logits bins -> {args.output_path}; when every shard is done, "
+              "run the same command with --merge instead of --shard")  # fmt: skip
+    elif result.up_to_date:
         print(f"{args.output_path} is up to date (same model, input bins and backend): nothing to run "
               "(--overwrite redoes it)")  # fmt: skip
     else:
         print(f"{len(manifest.bins)} logits bins -> {args.output_path}")
-    stage, throughput = manifest.stage, manifest.throughput
     if stage.rows_run:
         audio = "" if stage.audio_s_per_s is None else f", {stage.audio_s_per_s:.2f} audio seconds per wall second"
         print(
@@ -49,6 +55,11 @@ def main() -> None:
         )
     else:
         print("stage: every bin was finished by an earlier run of the same model, inputs and backend")
+    throughput = manifest.throughput if manifest is not None else None
+    if throughput is None:
+        print("model throughput: not measured by --shard or --merge runs; the same command without them measures "
+              "it and runs no bin again")  # fmt: skip
+        return
     print(
         f"model throughput ({manifest.backend}, {' x '.join(map(str, throughput.shape))}, {throughput.warmup_runs} "
         f"warm-up + {len(throughput.run_s)} timed runs, batch resident on the device): "

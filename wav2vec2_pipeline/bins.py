@@ -199,6 +199,48 @@ class LogitsManifest:
     throughput: Throughput | None = None
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One of N workers of a run: bin i (0-based, in plan order) is shard (i mod N) + 1's, round-robin, since
+    bucketed bins are sorted by length. Planning is global, so every worker sees the same bins."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise PipelineError(f"--shard {self.index}/{self.count}: K/N needs 1 <= K <= N")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        index, _, count = text.partition("/")
+        if not (index.isdigit() and count.isdigit()):
+            raise PipelineError(f"--shard {text!r}: expected K/N, e.g. 2/4 for the second of four workers")
+        return cls(int(index), int(count))
+
+    def owns(self, position: int) -> bool:
+        return position % self.count == self.index - 1
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """Written by a shard worker when it has finished all its bins: what --merge checks before the manifest."""
+
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/shard/1"
+    PRODUCED_BY: ClassVar[str] = "a --shard run"
+
+    run_key: str
+    index: int
+    count: int
+    bins: list[str]
+    stage: StageMetrics | None
+    """compile.py's figures for this shard's bins."""
+
+
 M = TypeVar("M", InputManifest, LogitsManifest)
 MANIFEST_TYPES = (InputManifest, LogitsManifest)
 
@@ -214,9 +256,14 @@ class RunDir(Generic[M]):
         """Digests of the bins (and of any input a stage hashes), so a bin is checked by content for a stat."""
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, shard: Shard | None = None) -> Iterator[None]:
+        """The whole dir for one run; or, for a shard worker, the dir shared with the other shards of its run
+        and its own shard exclusively."""
         make_dir(self.path)
-        with locked(self.path / LOCK_FILE, str(self.path)):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(locked(self.path / LOCK_FILE, str(self.path), shared=shard is not None))
+            if shard is not None:
+                stack.enter_context(locked(self.path / f".lock-{shard.name}", f"{self.path} ({shard.name})"))
             yield
 
     def manifest(self) -> M | None:
@@ -277,6 +324,50 @@ class RunDir(Generic[M]):
         self.cache.remember(self.path / name, record.sha256)
         records.save(self.records_dir / f"{name}.json", record)
         return record
+
+    def missing_bin(self, name: str, position: int, shards: list[ShardRecord]) -> PipelineError:
+        """The error for a bin a merge cannot vouch for, naming the shard that should have made it."""
+        count = shards[0].count
+        owner = Shard(position % count + 1, count)
+        return PipelineError(
+            f"{self.path / name} is missing, cut short or changed since shard {owner.index}/{count} finished it: "
+            f"run --shard {owner.index}/{count} again, then --merge"
+        )
+
+    def finish_shard(self, record: ShardRecord) -> None:
+        records.save(self.records_dir / f"shard-{record.index}-of-{record.count}.json", record)
+
+    def finished_shards(self, run_key: str) -> list[ShardRecord]:
+        """The shard records of the run `run_key`, checked: all N there, one N, no other run's."""
+        found: list[ShardRecord] = []
+        foreign: list[str] = []
+        for path in sorted(self.records_dir.glob("shard-*-of-*.json")):
+            try:
+                record = records.load(ShardRecord, path)
+            except PipelineError:
+                foreign.append(path.name)
+                continue
+            if record.run_key == run_key:
+                found.append(record)
+            else:
+                foreign.append(path.name)
+        if not found:
+            others = f" (shard records of other runs: {', '.join(foreign)})" if foreign else ""
+            raise PipelineError(
+                f"no --shard run of these inputs and settings has finished into {self.path}{others}: run the shards "
+                "with the same options first"
+            )
+        counts = {record.count for record in found}
+        if len(counts) != 1:
+            raise PipelineError(f"{self.path} holds shards of one run split {sorted(counts)} ways; re-run them one way")
+        count = counts.pop()
+        missing = sorted(set(range(1, count + 1)) - {record.index for record in found})
+        if missing:
+            raise PipelineError(
+                f"shard {missing[0]}/{count} of this run has not finished into {self.path} ({len(missing)} of {count} "
+                f"missing): run it with --shard {missing[0]}/{count}, then --merge again"
+            )
+        return sorted(found, key=lambda record: record.index)
 
     def finish(self, manifest: M) -> None:
         """Remove what no longer belongs to the run (bins of a longer earlier run), then write the manifest."""

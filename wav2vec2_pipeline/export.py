@@ -203,18 +203,23 @@ def load_torchscript(path: Path, device: str) -> torch.jit.ScriptModule:
 def onnx_model(torchscript_path: Path, sha256: str) -> Path:
     """traced.pth exported to ONNX with free batch and length axes, once: kept beside it, named by its hash."""
     path = torchscript_path.with_name(f"{torchscript_path.stem}.{sha256[:16]}.onnx")
-    if not path.is_file():
-        print(f"exporting {torchscript_path} to ONNX, once: {path}", flush=True)
-        module = load_torchscript(torchscript_path, "cpu")
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
-                output_names=["logits"], opset_version=ONNX_OPSET, dynamo=False,
-                dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
-            )  # fmt: skip
-            os.replace(f"{tmp}/model.onnx", path)
+    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):  # shard workers: one exports
+        if not path.is_file():
+            _export_onnx(torchscript_path, path)
     return path
+
+
+def _export_onnx(torchscript_path: Path, path: Path) -> None:
+    print(f"exporting {torchscript_path} to ONNX, once: {path}", flush=True)
+    module = load_torchscript(torchscript_path, "cpu")
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
+            output_names=["logits"], opset_version=ONNX_OPSET, dynamo=False,
+            dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
+        )  # fmt: skip
+        os.replace(f"{tmp}/model.onnx", path)
 
 
 def onnx_int8_model(fp32_path: Path) -> Path:
@@ -222,10 +227,11 @@ def onnx_int8_model(fp32_path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = fp32_path.with_suffix(".int8.onnx")
-    if not path.is_file():
-        print(f"quantising {fp32_path} to int8, once: {path}", flush=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            quantize_dynamic(fp32_path, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"],
-                             weight_type=QuantType.QInt8)  # fmt: skip
-            os.replace(f"{tmp}/model.onnx", path)
+    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):
+        if not path.is_file():
+            print(f"quantising {fp32_path} to int8, once: {path}", flush=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                quantize_dynamic(fp32_path, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"],
+                                 weight_type=QuantType.QInt8)  # fmt: skip
+                os.replace(f"{tmp}/model.onnx", path)
     return path

@@ -21,6 +21,8 @@ from wav2vec2_pipeline.bins import (
     InputManifest,
     LogitsManifest,
     RunDir,
+    Shard,
+    ShardRecord,
     StageMetrics,
     Throughput,
     as_array,
@@ -60,6 +62,10 @@ class CompileOptions:
     precision_policy: str = "FP16"
     threads: int | None = None
     overwrite: bool = False
+    shard: Shard | None = None
+    """Run only this worker's bins and write a shard record (no manifest, no throughput)."""
+    merge: bool = False
+    """Run no bin: check that every shard of the run finished, then write the manifest."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -77,6 +83,8 @@ class CompileOptions:
         for ok, message in checks:
             if not ok:
                 raise PipelineError(message)
+        if self.shard is not None and self.merge:
+            raise PipelineError("--shard and --merge go in separate runs: the shards first, then one --merge")
 
 
 @dataclass(frozen=True)
@@ -150,9 +158,11 @@ def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, 
 
 @dataclass(frozen=True)
 class CompileResult:
-    manifest: LogitsManifest
+    manifest: LogitsManifest | None
+    """None for a shard: the merge writes it."""
     up_to_date: bool
     """Nothing was run: a finished run of the same model, inputs and backend was there, figures and all."""
+    stage: StageMetrics
 
 
 def logits_key(model_sha256: str, input_sha256: str, backend: str, options: list[str] | None) -> str:
@@ -211,23 +221,28 @@ def compile_bins(
     if (not options.overwrite and previous is not None and previous.throughput is not None
             and all(run_dir.holds(b) for b in previous.bins)):  # fmt: skip
         run_dir.cache.save()
-        return CompileResult(previous, up_to_date=True)
+        return CompileResult(previous, True, previous.stage)
 
     vocab_size = len(export.vocab) if export is not None and export.vocab else geometry.vocab_size
-    with run_dir.lock():
-        print(f"backend {backend.name}: {torchscript_path} for input "
-              f"{', '.join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))} float32", flush=True)  # fmt: skip
-        backend.load(torchscript_path)
-        for shape in dict.fromkeys(tuple(b.shape) for b in inputs.bins):
-            backend.prepare(shape)
+    with run_dir.lock(options.shard):
+        shards = run_dir.finished_shards(run_key) if options.merge else []
+        if not options.merge:
+            shapes = ", ".join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))
+            print(f"backend {backend.name}: {torchscript_path} for input {shapes} float32", flush=True)
+            backend.load(torchscript_path)
+            for shape in dict.fromkeys(tuple(b.shape) for b in inputs.bins):
+                backend.prepare(shape)
         keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
         run_dir.begin(run_key, keys, command)
         done: list[BinRecord] = []
         rows_run, speech_samples = 0, 0
         start = time.perf_counter()
-        for source in tqdm(inputs.bins, desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
+        mine = [(i, b) for i, b in enumerate(inputs.bins) if options.shard is None or options.shard.owns(i)]
+        for position, source in tqdm(mine, desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
             key = keys[source.name]
             record = None if options.overwrite else run_dir.done(source.name, key)
+            if record is None and options.merge:
+                raise run_dir.missing_bin(source.name, position, shards)
             if record is None:
                 data = read_bytes(input_dir / source.name, source.shape, "Re-run preprocess.")
                 if source.sha256 and bytes_sha256(data) != source.sha256:
@@ -249,7 +264,13 @@ def compile_bins(
             done.append(record)
         stage = StageMetrics(len(done), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
                              peak_rss_mib())  # fmt: skip
-        if rows_run == 0 and previous is not None:
+        if options.shard is not None:
+            shard = options.shard
+            run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in done], stage))
+            return CompileResult(None, False, stage)
+        if shards:
+            stage = merged_stage([s.stage for s in shards if s.stage is not None])
+        elif rows_run == 0 and previous is not None:
             stage = previous.stage  # every bin was finished earlier: its figures stand
         manifest = LogitsManifest(
             run_key=run_key, batch_size=inputs.batch_size, input_run_key=inputs.run_key, model_sha256=model_sha,
@@ -257,10 +278,21 @@ def compile_bins(
             vocab=export.vocab if export is not None else None, bins=done, stage=stage,
         )  # fmt: skip
         run_dir.finish(manifest)
+        if options.merge:
+            return CompileResult(manifest, False, stage)  # the throughput figure needs the model: a plain run
         first = inputs.bins[0]
         batch = as_array(read_bytes(input_dir / first.name, first.shape, "Re-run preprocess."), first.shape)
         throughput = measure_throughput(backend, batch, options.warmup_runs, options.timed_runs)
         stage = dataclasses.replace(manifest.stage, peak_rss_mib=peak_rss_mib())
         manifest = dataclasses.replace(manifest, throughput=throughput, stage=stage)
         run_dir.update(manifest)
-    return CompileResult(manifest, up_to_date=False)
+    return CompileResult(manifest, False, stage)
+
+
+def merged_stage(shards: list[StageMetrics]) -> StageMetrics:
+    """The shards' figures as one run's: work summed, wall time the longest shard's (they ran side by side)."""
+    return StageMetrics(
+        bins_run=sum(s.bins_run for s in shards), rows_run=sum(s.rows_run for s in shards),
+        wall_s=max(s.wall_s for s in shards), speech_s=sum(s.speech_s for s in shards),
+        peak_rss_mib=max(s.peak_rss_mib for s in shards),
+    )  # fmt: skip

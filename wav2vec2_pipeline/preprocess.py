@@ -29,7 +29,7 @@ from wav2vec2_pipeline.batches import (
     write_ground_truth,
     write_map,
 )
-from wav2vec2_pipeline.bins import InputManifest, RunDir, bin_name
+from wav2vec2_pipeline.bins import InputManifest, RunDir, Shard, ShardRecord, bin_name
 from wav2vec2_pipeline.core import make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.librispeech import Utterance
@@ -50,10 +50,16 @@ class PreprocessOptions:
     """Feature-extractor settings from here; None: base-960h's (the transformers defaults)."""
     conversion: Conversion = field(default_factory=Conversion)
     overwrite: bool = False
+    shard: Shard | None = None
+    """Write only this worker's bins and a shard record (no map, no manifest)."""
+    merge: bool = False
+    """Write no bin: check that every shard of the run finished, then write the map and the manifest."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.shard is not None and self.merge:
+            raise PipelineError("--shard and --merge go in separate runs: the shards first, then one --merge")
         bin_bytes = self.batch_size * max(self.layout.windows) * 4
         check_fits(2 * bin_bytes, f"a bin of {self.batch_size} x {max(self.layout.windows)} float32",
                    "Use a smaller --batch_size or shorter windows.")  # fmt: skip
@@ -61,10 +67,13 @@ class PreprocessOptions:
 
 @dataclass(frozen=True)
 class PreprocessResult:
-    batch_map: BatchMap
-    map_file: Path
-    ground_truth_file: Path
     bins_written: int
+    bins: int
+    """Of this run: all of them, or one shard's."""
+    batch_map: BatchMap | None
+    """None for a shard: the merge writes the map."""
+    map_file: Path | None
+    ground_truth_file: Path | None
 
 
 def outcomes(plan: Plan) -> dict[str, str]:
@@ -133,8 +142,9 @@ def preprocess(
             f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame and "
             f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
         )
-    normalized_audio = normalizer(by_id, lengths, options.model_dir, conversion)
-    with run_dir.lock():  # nothing is written before every file and setting has been checked
+    normalized_audio = None if options.merge else normalizer(by_id, lengths, options.model_dir, conversion)
+    with run_dir.lock(options.shard):  # nothing is written before every file and setting has been checked
+        shards = run_dir.finished_shards(run_key) if options.merge else []
         keys = {
             bin_name(index): digest({**shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
                                      "audio": [audio_sha[r.utt_id] for r in b.rows]})
@@ -142,9 +152,12 @@ def preprocess(
         }  # fmt: skip
         run_dir.begin(run_key, keys, command)
         records, map_bins, written = [], [], 0
-        for (name, key), bin_ in tqdm(list(zip(keys.items(), plan.bins, strict=True)), desc="writing bins",
-                                      disable=None):  # fmt: skip
+        mine = [(i, name, key, b) for i, ((name, key), b) in enumerate(zip(keys.items(), plan.bins, strict=True))
+                if options.shard is None or options.shard.owns(i)]  # fmt: skip
+        for position, name, key, bin_ in tqdm(mine, desc="writing bins", disable=None):
             record = None if options.overwrite else run_dir.done(name, key)
+            if record is None and normalized_audio is None:
+                raise run_dir.missing_bin(name, position, shards)
             if record is None:
                 speech = sum(row.keep[1] - row.keep[0] for row in bin_.rows) * layout.geometry.samples_per_frame
                 batch = make_batch(bin_, batch_size, normalized_audio)
@@ -152,6 +165,10 @@ def preprocess(
                 written += 1
             records.append(record)
             map_bins.append(MapBin(name, bin_.samples, record.sha256, bin_.rows))
+        if options.shard is not None:
+            shard = options.shard
+            run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in records], None))
+            return PreprocessResult(written, len(records), None, None, None)
         ground_truth_file, written_sha = write_ground_truth(data_path, transcripts)
         treated = outcomes(plan)
         batch_map = BatchMap(
@@ -164,7 +181,7 @@ def preprocess(
         manifest = InputManifest(run_key=run_key, batch_size=batch_size, bins=records,
                                  map_digest=batch_map.layout_digest)  # fmt: skip
         run_dir.finish(manifest)
-    return PreprocessResult(batch_map, map_file, ground_truth_file, written)
+    return PreprocessResult(written, len(records), batch_map, map_file, ground_truth_file)
 
 
 def normalizer(

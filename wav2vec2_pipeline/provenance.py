@@ -80,16 +80,23 @@ class DigestCache:
 
 
 @contextlib.contextmanager
-def locked(lock_path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path` while a run writes `what`; a second run is refused, naming the
-    first. The kernel drops the lock when its holder exits, even killed, so no stale lock is ever left."""
+def locked(lock_path: Path, what: str, shared: bool = False, wait: bool = False) -> Iterator[None]:
+    """Hold a lock on `lock_path` while a run writes `what`: exclusive for a whole run, shared among the shard
+    workers of one (each of which also holds its own shard's lock exclusively). A run that cannot have it is
+    refused, naming the holder (or, with `wait`, waits for it). The kernel drops a lock when its holder exits,
+    even killed: no stale lock."""
     handle = None
     try:
         handle = lock_path.open("a+")
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
+        try:  # a shared lock to be had means the holders are shard workers, not the run named in the file
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            holder = "shard workers (--shard); when all are done, --merge"
+        except BlockingIOError:
+            pass
         handle.close()
         raise PipelineError(
             f"{what} is being written by another run ({holder}); wait for it to finish, or write elsewhere"
@@ -99,11 +106,12 @@ def locked(lock_path: Path, what: str) -> Iterator[None]:
             handle.close()
         raise PipelineError(f"cannot lock {lock_path}: {error.strerror or error}. Is the dir writable?") from error
     try:
-        handle.seek(0)
-        handle.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv)}\n")
-        handle.flush()
+        if not shared:
+            handle.seek(0)
+            handle.truncate()
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv)}\n")
+            handle.flush()
         yield
     finally:
         handle.close()

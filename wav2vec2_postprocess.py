@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, run_cli
+from wav2vec2_pipeline.errors import ArgumentParser, run_cli
 
 
 def main() -> None:
@@ -11,8 +11,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--data_path", type=Path, default=Path("data"), help="dir of the batch map and ground truth")
     parser.add_argument("--pytorch_model_dir", type=Path,
-                        help="take vocab and config from here (default: the vocabulary recorded at export, else "
-                        "base-960h's)")  # fmt: skip
+                        help="vocab and config from here (default: the vocabulary recorded at export)")  # fmt: skip
     parser.add_argument("--report", type=Path, help="JSON report path (default: DATA_PATH/report_bsN.json)")
     parser.add_argument("--transcripts", type=Path,
                         help="JSON lines, one per utterance, with word times (default: transcripts_bsN.jsonl beside "
@@ -25,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from wav2vec2_pipeline.batches import GROUND_TRUTH_FILE, map_path
-    from wav2vec2_pipeline.fileio import atomic_write_text, check_output_file, make_dir
+    from wav2vec2_pipeline.fileio import atomic_write_text, check_output_dir, check_output_file, make_dir
     from wav2vec2_pipeline.outputs import ctm, is_ctm, is_transcripts, jsonl, write_srt_files
     from wav2vec2_pipeline.postprocess import PostprocessOptions, Report, postprocess, transcripts, write_report
     from wav2vec2_pipeline.records import is_saved
@@ -40,8 +39,8 @@ def main() -> None:
     for flag, path, ours in outputs:
         if path is not None:
             check_output_file(path, flag, ours, keep=inputs)
-    if args.srt is not None and args.srt.exists() and not args.srt.is_dir():
-        raise PipelineError(f"--srt {args.srt} is a file; pass a dir for the subtitle files")
+    if args.srt is not None:
+        check_output_dir(args.srt, "--srt")
 
     report = postprocess(args.input, args.data_path, options)
     write_report(report_path, report)

@@ -65,12 +65,19 @@ def test_a_jsonl_manifest_with_audio_outside_its_dir_and_some_lines_without_text
         ('{"text": "no audio"}', "'audio_filepath' must be a string"),
         ('{"audio_filepath": "missing.flac"}', "missing.flac not found"),
         ("not json", "not a JSON object"),
-        ('{"audio_filepath": "a.flac", "id": "two words"}', "must be non-empty and without spaces"),
-        ('{"audio_filepath": "a.flac", "duration": "long"}', "'duration' must be a number"),
+        ('{"audio_filepath": "b.flac", "id": "two words"}', "must be printable, without spaces"),
+        ('{"audio_filepath": "b.flac", "duration": "long"}', "'duration' must be a number"),
+        ('{"audio_filepath": "b.flac", "id": "/tmp/escape"}', "must be printable, without spaces, and a relative"),
+        ('{"audio_filepath": "b.flac", "id": "x/../../escape"}', "without '.' or '..' parts"),
+        ('{"audio_filepath": "b.flac", "id": "a\\u0000b"}', "must be printable"),
+        ('{"audio_filepath": "b.flac", "text": "  "}', "'text' is empty"),
+        ('{"audio_filepath": "b.flac", "offset": 1.5}', "'offset' (a segment of a longer file) is not supported"),
+        ('{"audio_filepath": "./a.flac", "id": "again"}', "is also on line 1; list each recording once"),
     ],
 )
 def test_a_bad_manifest_line_is_named(tmp_path, line, message) -> None:
     write_flac(tmp_path / "a.flac", 16_000, seed=1)
+    write_flac(tmp_path / "b.flac", 16_000, seed=2)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"audio_filepath": "a.flac"}) + "\n" + line + "\n")
     result = run_script("wav2vec2_preprocess.py", "--input", manifest, "--batch_size", 1, "--output", tmp_path / "in",
@@ -100,6 +107,23 @@ def test_a_folder_without_transcripts_is_transcribed_only(tmp_path, traced_path)
     ]  # fmt: skip
     ctm_lines = (tmp_path / "w" / "words.ctm").read_text().splitlines()
     assert len(ctm_lines) == sum(len(e["words"]) for e in transcripts.values())
+
+
+def test_a_librispeech_split_holding_audio_it_cannot_read_is_refused(tmp_path) -> None:
+    write_flac(tmp_path / "ls" / "1" / "2" / "1-2-0000.flac", 16_000, seed=1)
+    (tmp_path / "ls" / "1" / "2" / "1-2.trans.txt").write_text("1-2-0000 HELLO\n")
+    sf.write(tmp_path / "ls" / "1" / "2" / "1-2-0001.wav", np.zeros(16_000), 16_000)
+    result = run_script("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 1, "--output",
+                        tmp_path / "in", "--data_path", tmp_path / "data", check=False)  # fmt: skip
+    assert result.returncode == 2 and "1-2-0001.wav" in result.stderr and "convert them to .flac" in result.stderr
+
+
+def test_hidden_files_and_dirs_of_a_folder_are_left_out(tmp_path, traced_path) -> None:
+    for relative in ("a.wav", ".git/objects/b.wav", "._a.wav", "sub/.hidden.wav"):
+        (tmp_path / "f" / relative).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "f" / relative, 0.1 * np.ones(16_000), 16_000)
+    report = run_all(tmp_path / "w", tmp_path / "f", traced_path)
+    assert [u["utt_id"] for u in report["utterances"]] == ["a"]
 
 
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")

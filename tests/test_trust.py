@@ -184,6 +184,10 @@ def test_a_replaced_traced_pth_does_not_borrow_the_old_records_vocabulary(done, 
                "--torchscript_path", stale / "traced.pth", "--backend", "torchscript", *FAST)  # fmt: skip
     manifest = RunDir(work / "out2", LogitsManifest).require_manifest()
     assert manifest.vocab is None  # nothing is known of this traced.pth's vocabulary: none is claimed
+    args = ("--input", work / "out2", "--batch_size", 3, "--data_path", work / "data")
+    message = fails("wav2vec2_postprocess.py", *args)
+    assert "carry no vocabulary" in message and "--pytorch_model_dir" in message
+    run_script("wav2vec2_postprocess.py", *args, "--pytorch_model_dir", other)
 
 
 def test_swapped_bins_are_redone_by_the_rerun_not_declared_up_to_date(done, tmp_path, traced_path) -> None:
@@ -377,6 +381,48 @@ def test_outputs_never_overwrite_what_they_did_not_write(done, tmp_path) -> None
                          ("--transcripts", work / "notes.txt"), ("--ctm", work / "notes.txt")):  # fmt: skip
         assert "exists and is not an earlier output of this kind" in postprocess(work, flag, target)
     assert tree(work) == before
+
+
+def test_outputs_are_not_written_over_binary_or_other_text_files(done, tmp_path, traced_path) -> None:
+    work = copy_run(done, tmp_path)
+    (work / "victim.pth").write_bytes(traced_path.read_bytes())
+    (work / "notes.txt").write_text("\nIMPORTANT: keep\n")
+    before = tree(work)
+    for flag, target in (("--ctm", work / "victim.pth"), ("--transcripts", work / "victim.pth"),
+                         ("--ctm", work / "notes.txt"), ("--transcripts", work / "in" / "batch_0.bin")):  # fmt: skip
+        assert "exists and is not an earlier output of this kind" in postprocess(work, flag, target)
+    assert "is a file; pass a dir" in postprocess(work, "--srt", work / "notes.txt" / "subtitles")
+    assert tree(work) == before
+
+
+@pytest.mark.parametrize("foreign", ["logits", "user manifest", "stray bins"])
+def test_preprocess_never_writes_over_a_dir_it_did_not_write_even_with_overwrite(done, tmp_path, dataset, foreign):
+    work = copy_run(done, tmp_path)
+    target = {"logits": work / "out", "user manifest": work / "mine", "stray bins": work / "mine"}[foreign]
+    if foreign == "user manifest":
+        target.mkdir()
+        (target / "manifest.json").write_text('{"my": "data"}')
+    if foreign == "stray bins":
+        target.mkdir()
+        (target / "batch_7.bin").write_bytes(b"mine")
+    before = tree(work)
+    message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", target,
+                    "--data_path", work / "data2", "--overwrite")  # fmt: skip
+    expected = {"logits": "was written by compile.py", "user manifest": "is not of format",
+                "stray bins": "bin(s) that no run of this pipeline wrote"}[foreign]  # fmt: skip
+    assert expected in message and tree(work) == before
+
+
+def test_an_edit_hidden_by_restoring_the_modification_time_is_still_seen(tmp_path, traced_path) -> None:
+    ls = tmp_path / "ls"
+    write_librispeech_tree(ls, {"1-2-0000": 30_000, "1-2-0001": 30_000})
+    prep, _ = stage_commands(ls, tmp_path, 1, traced_path)
+    run_script(*prep)
+    flac = ls / "1" / "2" / "1-2-0001.flac"
+    stat = flac.stat()
+    write_flac(flac, 30_000, seed=99)  # same length, other audio
+    os.utime(flac, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r` would hide it
+    assert "(1 bins written, 1 unchanged" in run_script(*prep).stdout
 
 
 def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> None:

@@ -258,13 +258,27 @@ class RunDir(Generic[M]):
     @contextlib.contextmanager
     def lock(self, shard: Shard | None = None) -> Iterator[None]:
         """The whole dir for one run; or, for a shard worker, the dir shared with the other shards of its run
-        and its own shard exclusively."""
+        and its own shard exclusively. A dir holding what this pipeline did not write is refused first."""
+        self.check_claimable()
         make_dir(self.path)
         with contextlib.ExitStack() as stack:
             stack.enter_context(locked(self.path / LOCK_FILE, str(self.path), shared=shard is not None))
             if shard is not None:
                 stack.enter_context(locked(self.path / f".lock-{shard.name}", f"{self.path} ({shard.name})"))
             yield
+
+    def check_claimable(self) -> None:
+        """Refuse to write into a dir holding another stage's (or anyone's) manifest.json, or bins that no run
+        of this pipeline started there: they are someone's data, not stale outputs to replace."""
+        if not self.path.is_dir():
+            return
+        self.manifest()
+        strays = [p.name for p in list_bins(self.path)] if not self.records_dir.is_dir() else []
+        if strays:
+            raise PipelineError(
+                f"{self.path} holds {len(strays)} bin(s) that no run of this pipeline wrote (e.g. {strays[0]}): "
+                "write into an empty or new dir, or remove them"
+            )
 
     def manifest(self) -> M | None:
         """The finished run's manifest; None where no run finished here."""

@@ -19,6 +19,7 @@ from wav2vec2_pipeline import records
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes, check_output_file, make_dir
 from wav2vec2_pipeline.model import (
+    BASE_960H_VOCAB,
     VOCAB_FILE,
     Geometry,
     is_hub_id,
@@ -146,6 +147,8 @@ def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = 
             "samples): trace with at least that"
         )
     vocab = list(load_vocab(source, geometry)) if local and (source / VOCAB_FILE).is_file() else None
+    if local and vocab is None and (geometry.vocab_size, geometry.pad_token_id) == (len(BASE_960H_VOCAB), 0):
+        vocab = list(load_vocab(source, geometry))  # no vocab.json, base-960h's shape: its vocabulary
     cache = DigestCache(output.with_name(f".{output.name}.digests.json"))
     ours = {output.resolve(), record_path(output).resolve()}
     files = [p for p in sorted(source.iterdir()) if local and p.is_file() and not p.name.startswith(".")

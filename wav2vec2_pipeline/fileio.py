@@ -21,13 +21,23 @@ def make_dir(path: Path) -> None:
         raise PipelineError(f"cannot create {path}: {error.strerror or error}. Choose another output dir.") from error
 
 
-def first_line(path: Path) -> str:
-    """The first line of a text file, for telling whether it is an earlier output; '' where unreadable."""
+def first_line(path: Path) -> str | None:
+    """The first line of a text file, for telling whether it is an earlier output; None where it is not UTF-8
+    text or cannot be read."""
     try:
         with path.open(encoding="utf-8") as handle:
             return handle.readline()
     except (OSError, UnicodeDecodeError):
-        return ""
+        return None
+
+
+def check_output_dir(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output dir that is a file or lies under one."""
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise PipelineError(f"{flag} {path}: {ancestor} is a file; pass a dir")
+            return
 
 
 def check_output_file(path: Path, flag: str, ours: Callable[[Path], bool], keep: tuple[Path, ...] = ()) -> None:

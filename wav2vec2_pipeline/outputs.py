@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_text, first_line
 
 SRT_LINE_CHARS = 42
@@ -67,16 +68,24 @@ def ctm(transcripts: Iterable[Transcript]) -> str:
 
 
 def is_transcripts(path: Path) -> bool:
+    """An empty file, or one whose first line is a transcripts.jsonl line: safe to overwrite."""
     line = first_line(path)
-    return not line or (line.startswith('{"id": ') and '"words": ' in line)
+    return path.stat().st_size == 0 or (line is not None and line.startswith('{"id": ') and '"words": [' in line)
 
 
 def is_ctm(path: Path) -> bool:
-    fields = first_line(path).split()
-    return not fields or (len(fields) == 5 and fields[1] == "1" and fields[2].replace(".", "", 1).isdigit())
+    """An empty file, or one whose first line is a CTM line of ours: safe to overwrite."""
+    fields = (first_line(path) or "").split()
+    return path.stat().st_size == 0 or (
+        len(fields) == 5 and fields[1] == "1" and all(f.replace(".", "", 1).isdigit() for f in fields[2:4])
+    )
 
 
 def write_srt_files(directory: Path, transcripts: Iterable[Transcript]) -> None:
     """One `<id>.srt` per utterance (an id with `/` in it, from a folder's paths, makes subdirs)."""
+    inside = directory.resolve()
     for t in transcripts:
-        atomic_write_text(directory / f"{t.utt_id}.srt", srt(t.words))
+        path = directory / f"{t.utt_id}.srt"
+        if not path.resolve().is_relative_to(inside):
+            raise PipelineError(f"utterance id {t.utt_id!r} would write {path} outside --srt {directory}")
+        atomic_write_text(path, srt(t.words))

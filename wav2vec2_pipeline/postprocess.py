@@ -19,7 +19,7 @@ from wav2vec2_pipeline.bins import LogitsManifest, RunDir, as_array, read_bytes,
 from wav2vec2_pipeline.ctc import greedy_words
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.inference import logits_key
-from wav2vec2_pipeline.model import BASE_960H_VOCAB, Geometry, load_geometry, load_vocab
+from wav2vec2_pipeline.model import Geometry, load_geometry, load_vocab
 from wav2vec2_pipeline.outputs import Transcript, Word
 from wav2vec2_pipeline.planning import stitch
 from wav2vec2_pipeline.provenance import bytes_sha256
@@ -43,7 +43,7 @@ SCORED, TRANSCRIBED = "scored", "transcribed"
 class PostprocessOptions:
     batch_size: int
     model_dir: Path | None = None
-    """Vocabulary and conv strides from here; None: the vocabulary recorded with the logits, else base-960h's."""
+    """Vocabulary and conv strides from here; None: the vocabulary recorded with the logits (at export)."""
     normalizer: str = UPPER
     """Applied to both sides before scoring (scoring.NORMALIZERS)."""
 
@@ -261,7 +261,12 @@ def postprocess(output_dir: Path, data_path: Path, options: PostprocessOptions) 
     manifest = RunDir(output_dir, LogitsManifest).require_manifest()
     geometry = load_geometry(options.model_dir)
     given = options.model_dir is not None
-    vocab = load_vocab(options.model_dir, geometry) if given else tuple(manifest.vocab or BASE_960H_VOCAB)
+    if not given and manifest.vocab is None:
+        raise PipelineError(
+            f"the logits in {output_dir} carry no vocabulary (traced.pth had no export record of "
+            "wav2vec2_pth2ts.py, or was replaced since): pass --pytorch_model_dir of the model it was exported from"
+        )
+    vocab = load_vocab(options.model_dir, geometry) if given else tuple(manifest.vocab)
     check_logits(output_dir, manifest, batch_map, vocab, geometry, vocab_given=given)
     seconds_per_frame = geometry.samples_per_frame / batch_map.sample_rate
     decoded = {

@@ -174,7 +174,7 @@ def preprocess(
         batch_map = BatchMap(
             run_key=run_key, batch_size=batch_size, max_samples=max(layout.windows), long_audio=layout.long_audio,
             sample_rate=SAMPLE_RATE, ground_truth_sha256=written_sha, bins=map_bins,
-            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path),
+            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path.absolute()),
                                           u in transcripts) for u in sorted(lengths)},
         )  # fmt: skip
         map_file = write_map(data_path, batch_map)

@@ -41,9 +41,14 @@ def file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
+def _stamp(stat: os.stat_result) -> str:
+    return f"{stat.st_size}:{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
 class DigestCache:
-    """sha256 of files, remembered by resolved path, size and modification time in a JSON file, so that an
-    unchanged file costs one stat; a touched file is read again, and only a change of content counts."""
+    """sha256 of files, remembered by resolved path with size, inode, and modification and change times in a
+    JSON file, so that an unchanged file costs one stat; a touched file is read again, and only a change of
+    content counts. The change time cannot be set back by `touch -r`, so an edit hidden that way is seen too."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -52,7 +57,7 @@ class DigestCache:
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
-                self.entries = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 3}
+                self.entries = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 2}
 
     def sha256(self, file: Path) -> str:
         key = str(file.resolve())
@@ -60,17 +65,16 @@ class DigestCache:
             stat = file.stat()
         except OSError as error:
             raise PipelineError(f"cannot read {file}: {error.strerror or error}") from error
-        size, mtime_ns, sha = self.entries.get(key, (None, None, None))
-        if (size, mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        stamp, sha = self.entries.get(key, (None, None))
+        if stamp != _stamp(stat):
             sha = file_sha256(file)
-            self.entries[key] = [stat.st_size, stat.st_mtime_ns, sha]
+            self.entries[key] = [_stamp(stat), sha]
             self.changed = True
         return sha
 
     def remember(self, file: Path, sha: str) -> None:
         """The digest of bytes just written to `file`, so checking it later costs only a stat."""
-        stat = file.stat()
-        self.entries[str(file.resolve())] = [stat.st_size, stat.st_mtime_ns, sha]
+        self.entries[str(file.resolve())] = [_stamp(file.stat()), sha]
         self.changed = True
 
     def save(self) -> None:

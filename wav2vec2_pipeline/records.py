@@ -111,6 +111,8 @@ def load(cls: type[R], path: Path, others: tuple[type, ...] = ()) -> R:
         raise PipelineError(f"{path} not found. Run {cls.PRODUCED_BY} first.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise PipelineError(f"cannot read {path}: {error.strerror or error}") from error
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise PipelineError(f"{path} is not valid JSON ({error}). Re-run {cls.PRODUCED_BY}.") from error
     fmt = raw.get("format") if isinstance(raw, dict) else None

@@ -32,6 +32,18 @@ def _id_from_path(relative: Path) -> str:
     return _WHITESPACE.sub("_", relative.with_suffix("").as_posix())
 
 
+def check_id(utt_id: str, where: str) -> str:
+    """An id names files (`--srt DIR/<id>.srt`) and lines (`<id> <text>`): printable, no spaces, and a relative
+    path that stays inside its dir (no `..`, no leading `/`)."""
+    parts = utt_id.split("/")
+    if not utt_id or not utt_id.isprintable() or _WHITESPACE.search(utt_id) or any(p in ("", ".", "..") for p in parts):
+        raise PipelineError(
+            f"{where}: id {utt_id!r} must be printable, without spaces, and a relative name without '.' or '..' "
+            "parts (ids name the subtitle files)"
+        )
+    return utt_id
+
+
 def _unique(utterances: list[Utterance]) -> list[Utterance]:
     """Sorted by id; a file reached through two links counts once, two files with one id are both named."""
     seen: dict[str, Utterance] = {}
@@ -47,14 +59,15 @@ def _unique(utterances: list[Utterance]) -> list[Utterance]:
 
 def audio_folder(root: Path) -> list[Utterance]:
     """Every audio file under `root`, at any depth, links followed, without transcripts; ids from the paths."""
-    found = [p for p in files_under(root) if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("._")]
+    found = [p for p in files_under(root) if p.suffix.lower() in AUDIO_SUFFIXES
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]  # hidden: .git, ._x.wav ...
     if not found:
         raise PipelineError(
             f"no {AUDIO_SUFFIX} files under {root} (nor {', '.join(AUDIO_SUFFIXES[1:])}): pass a LibriSpeech split "
             f"(<spk>/<chap>/<spk>-<chap>-<utt>{AUDIO_SUFFIX} with <spk>-<chap>{TRANSCRIPT_SUFFIX}), a folder of "
             "audio, or a JSONL manifest"
         )
-    return _unique([Utterance(_id_from_path(p.relative_to(root)), p, None) for p in found])
+    return _unique([Utterance(check_id(_id_from_path(p.relative_to(root)), str(p)), p, None) for p in found])
 
 
 def _field(entry: dict, key: str, kind: type, where: str, required: bool = False) -> object:
@@ -74,8 +87,8 @@ def jsonl_manifest(path: Path) -> list[Utterance]:
         text = decode_text(path, path.read_bytes())
     except OSError as error:
         raise PipelineError(f"cannot read {path}: {error.strerror}") from error
-    base = path.parent
-    utterances, where = [], {}
+    base = path.parent.resolve()
+    utterances, where, audio_lines = [], {}, {}
     for line_no, line in enumerate(LINE_END.split(text), start=1):
         if not line.strip():
             continue
@@ -86,17 +99,22 @@ def jsonl_manifest(path: Path) -> list[Utterance]:
             raise PipelineError(f"{at}: not a JSON object ({error.msg}); a manifest has one per line") from error
         if not isinstance(entry, dict):
             raise PipelineError(f"{at}: not a JSON object; a manifest has one per line")
-        audio = Path(str(_field(entry, "audio_filepath", str, at, required=True)))
-        audio = audio if audio.is_absolute() else base / audio
+        audio = (base / str(_field(entry, "audio_filepath", str, at, required=True))).resolve()
         if not audio.is_file():
             raise PipelineError(f"{at}: audio file {audio} not found (a relative path is taken from {base})")
+        if audio in audio_lines:
+            raise PipelineError(f"{at}: {audio} is also on {audio_lines[audio]}; list each recording once")
+        audio_lines[audio] = f"line {line_no}"
         _field(entry, "duration", float, at)
+        if entry.get("offset") not in (None, 0, 0.0):
+            raise PipelineError(f"{at}: 'offset' (a segment of a longer file) is not supported: cut the segment into "
+                                "a file of its own")  # fmt: skip
         transcript = _field(entry, "text", str, at)
+        if transcript is not None and not str(transcript).strip():
+            raise PipelineError(f"{at}: 'text' is empty; leave it out to transcribe the audio without scoring it")
         given_id = _field(entry, "id", str, at)
-        if given_id is not None and (not given_id or _WHITESPACE.search(given_id)):
-            raise PipelineError(f"{at}: id {given_id!r} must be non-empty and without spaces")
         relative = audio.relative_to(base) if audio.is_relative_to(base) else Path(*audio.parts[1:])
-        utt_id = given_id or _id_from_path(relative)
+        utt_id = check_id(str(given_id) if given_id is not None else _id_from_path(relative), at)
         if utt_id in where:
             raise PipelineError(f"{at}: id {utt_id} is also on {where[utt_id]}; give each line its own id")
         where[utt_id] = f"line {line_no}"
@@ -122,6 +140,15 @@ def find_inputs(source: Path) -> list[Utterance]:
             f"--input {source} does not exist; pass a LibriSpeech split such as LibriSpeech/test-clean, a folder "
             "of audio, or a JSONL manifest"
         )
-    if any(p.name.endswith(TRANSCRIPT_SUFFIX) for p in files_under(source)):
-        return find_utterances(source)
+    files = list(files_under(source))
+    if any(p.name.endswith(TRANSCRIPT_SUFFIX) for p in files):
+        unread = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES and p.suffix != AUDIO_SUFFIX]
+        if unread:
+            raise PipelineError(
+                f"{source} is a LibriSpeech split (it holds {TRANSCRIPT_SUFFIX} files) but also {len(unread)} audio "
+                f"file(s) that layout does not read, e.g. {unread[0]}: convert them to {AUDIO_SUFFIX}, or list "
+                "everything in a JSONL manifest"
+            )
+        return [Utterance(check_id(u.utt_id, str(u.audio_path)), u.audio_path, u.transcript)
+                for u in find_utterances(source)]  # fmt: skip
     return audio_folder(source)

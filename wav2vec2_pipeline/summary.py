@@ -55,7 +55,8 @@ def collect_rows(output_root: Path, dataset: str) -> list[SweepRow]:
                 peak_rss_mib=manifest.stage.peak_rss_mib,
                 long_audio=summary.long_audio,
                 utterances_scored=summary.utterances_scored,
-                utterances=summary.utterances_scored + summary.utterances_skipped,
+                utterances=summary.utterances_scored + summary.utterances_without_reference
+                + summary.utterances_skipped,
             )
         )
     if not rows:

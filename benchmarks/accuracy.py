@@ -1,0 +1,102 @@
+"""What layout and backend do to accuracy, on a model really trained: CER and WER of each condition.
+
+    python3 -m benchmarks.accuracy [--model_dir DIR --data DIR --batch_size 8]
+
+Defaults: the small model trained on espeak-ng speech (../shared/models/wav2vec2-espeak-small) and its test set
+(../shared/data/espeak-test: speaker 8001 in voices it was trained on, 8002 in voices it never heard, 8003 15-25 s
+utterances). The reference is eager HF fp32 on each utterance alone (no padding, no chunks); every other row
+runs the pipeline's own in-memory core (`core.transcribe`: the rows preprocess would write, run as compile.py
+runs them, stitched and decoded as postprocess does) on a compile.py backend. Its absolute error rates are poor
+(a 1.25 M-parameter model, 95 minutes of training): read the differences between rows, never the rates as
+base-960h's. Writes benchmarks/results/accuracy.md.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+from wav2vec2_pipeline.audio import normalize, read_audio
+from wav2vec2_pipeline.backends import DeviceOptions, create_backend
+from wav2vec2_pipeline.core import transcribe
+from wav2vec2_pipeline.ctc import greedy_decode
+from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
+from wav2vec2_pipeline.librispeech import find_utterances
+from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
+from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, Layout
+from wav2vec2_pipeline.scoring import UPPER, corpus_cer, corpus_wer, text_normalizer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+RESULTS = Path(__file__).resolve().parent / "results"
+SETS = {"8001": "seen voices, <= 6.2 s", "8002": "unseen voices, <= 6.2 s", "8003": "15-25 s"}
+BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8")
+
+
+def eager_alone(model: Wav2Vec2ForCTC, audio: dict[str, np.ndarray], fe, vocab) -> dict[str, str]:
+    """The reference: each utterance alone through the eager HF model, as a user would write it."""
+    texts = {}
+    with torch.inference_mode():
+        for utt_id, samples in audio.items():
+            logits = model(torch.from_numpy(normalize(samples, fe))[None]).logits[0].numpy()
+            texts[utt_id] = greedy_decode(logits, vocab)
+    return texts
+
+
+def rates(references: dict[str, str], hypotheses: dict[str, str], ids: list[str]) -> str:
+    normalize_text = text_normalizer(UPPER)
+    refs = [normalize_text(references[u]) for u in ids]
+    hyps = [normalize_text(hypotheses.get(u, "")) for u in ids]
+    return f"{100 * corpus_cer(refs, hyps):.1f} / {100 * corpus_wer(refs, hyps):.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", type=Path, default=SHARED / "models" / "wav2vec2-espeak-small")
+    parser.add_argument("--data", type=Path, default=SHARED / "data" / "espeak-test" / "LibriSpeech" / "test-clean")
+    parser.add_argument("--batch_size", type=int, default=8)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    utterances = find_utterances(args.data)
+    audio = {u.utt_id: read_audio(u.audio_path) for u in utterances}
+    references = {u.utt_id: u.transcript for u in utterances}
+    by_set = {name: sorted(u for u in audio if u.startswith(name + "-")) for name in SETS}
+    fe = Wav2Vec2FeatureExtractor.from_pretrained(args.model_dir)
+    geometry = load_geometry(args.model_dir)
+    vocab = load_vocab(args.model_dir, geometry)
+    model = Wav2Vec2ForCTC.from_pretrained(args.model_dir).eval()
+    rows = {"(ref) eager HF fp32, each utterance alone": eager_alone(model, audio, fe, vocab)}
+    window = Layout((MAX_SAMPLES,), CHUNK, geometry=geometry)
+    buckets = Layout(DEFAULT_BUCKET_SAMPLES, CHUNK, geometry=geometry)
+    with tempfile.TemporaryDirectory() as tmp:
+        traced_path = Path(tmp) / "traced.pth"
+        traced = trace(model, MAX_SAMPLES)
+        check_trace(model, traced, MAX_SAMPLES)
+        save_torchscript(traced, traced_path)
+        for name in BACKENDS:
+            backend = create_backend(name, DeviceOptions())
+            backend.load(traced_path)
+            for label, layout in (("100000-sample window, chunk", window), ("--bucket, chunk", buckets)):
+                rows[f"{name}, {label}"] = transcribe(audio, backend, batch_size=args.batch_size, layout=layout,
+                                                      feature_extractor=fe, vocab=vocab)  # fmt: skip
+    header = " | ".join(f"{name} ({what})" for name, what in SETS.items())
+    lines = [
+        f"CER / WER in %, greedy CTC, batch size {args.batch_size}; model {args.model_dir.name}, data {args.data}",
+        "",
+        f"| condition | {header} |",
+        "| --- |" + " --- |" * len(SETS),
+    ]
+    for label, hypotheses in rows.items():
+        lines.append(f"| {label} | " + " | ".join(rates(references, hypotheses, ids) for ids in by_set.values()) + " |")
+    lines += ["", f"Whole benchmark: {time.perf_counter() - start:.0f} s."]
+    table = "\n".join(lines) + "\n"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "accuracy.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -45,6 +45,11 @@ def main() -> None:
         help="sort utterances by length into bins of a few static lengths (--bucket_samples) instead of one",
     )  # fmt: skip
     parser.add_argument(
+        "--exact", action="store_true",
+        help="sort utterances by length and make each bin's rows as long as its longest utterance (the least "
+        "padding; for backends that take any shape, not aie); longer than --max_samples: --long_audio",
+    )  # fmt: skip
+    parser.add_argument(
         "--bucket_samples", default=",".join(map(str, DEFAULT_BUCKET_SAMPLES)),
         help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
     )  # fmt: skip
@@ -67,7 +72,7 @@ def main() -> None:
     geometry = load_geometry(args.pytorch_model_dir)
     if args.pytorch_model_dir is not None and (args.pytorch_model_dir / VOCAB_FILE).is_file():
         load_vocab(args.pytorch_model_dir, geometry)  # a model dir that contradicts itself is refused here already
-    layout = Layout(windows, args.long_audio, args.stride_frames, geometry)
+    layout = Layout(windows, args.long_audio, args.stride_frames, geometry, exact=args.exact)
     options = PreprocessOptions(
         batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
         conversion=Conversion(args.resample, args.downmix), overwrite=args.overwrite,

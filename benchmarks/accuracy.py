@@ -74,6 +74,7 @@ def main() -> None:
     rows = {"(ref) eager HF fp32, each utterance alone": eager_alone(model, audio, fe, vocab)}
     window = Layout((MAX_SAMPLES,), CHUNK, geometry=geometry)
     buckets = Layout(DEFAULT_BUCKET_SAMPLES, CHUNK, geometry=geometry)
+    exact = Layout((MAX_SAMPLES,), CHUNK, geometry=geometry, exact=True)
     with tempfile.TemporaryDirectory() as tmp:
         traced_path = Path(tmp) / "traced.pth"
         traced = trace(model, MAX_SAMPLES)
@@ -82,7 +83,8 @@ def main() -> None:
         for name in BACKENDS:
             backend = create_backend(name, DeviceOptions())
             backend.load(traced_path)
-            for label, layout in (("100000-sample window, chunk", window), ("--bucket, chunk", buckets)):
+            layouts = (("100000-sample window, chunk", window), ("--bucket, chunk", buckets), ("--exact, chunk", exact))
+            for label, layout in layouts:
                 rows[f"{name}, {label}"] = transcribe(audio, backend, batch_size=args.batch_size, layout=layout,
                                                       feature_extractor=fe, vocab=vocab)  # fmt: skip
     header = " | ".join(f"{name} ({SETS[name]})" if name in SETS else name for name in by_set)

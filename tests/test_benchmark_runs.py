@@ -24,7 +24,7 @@ def test_accuracy_reports_every_layout_and_backend_per_speaker(tmp_path, tiny_mo
     lines = (tmp_path / "accuracy.md").read_text().splitlines()
     assert "| condition | 100 | 300 |" in lines
     rows = [line for line in lines if line.startswith("| ") and "/" in line and "condition" not in line]
-    assert len(rows) == 1 + 3 * 2 and all(row.count(" / ") == 2 for row in rows)
+    assert len(rows) == 1 + 3 * 3 and all(row.count(" / ") == 2 for row in rows)
 
 
 def test_cpu_throughput_reports_each_backend_and_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:

@@ -167,3 +167,19 @@ def test_a_short_utterance_padded_to_the_window_gets_other_logits_than_alone(lon
     alone = eager_logits(model, [normalized])[0]
     padded = eager_logits(model, [np.pad(normalized, (0, 100_000 - len(normalized)))])[0, : len(alone)]
     assert np.abs(alone - padded).max() > 1e-2
+
+
+def test_exact_rows_at_batch_size_1_give_each_utterance_alone(tmp_path, dataset, tiny_model_dir, traced_path) -> None:
+    """--exact: every row as long as its utterance (bs 1), so the logits are the eager model's on the utterance
+    alone, with no padding at all; the default window pads and moves them (test above)."""
+    run = run_pipeline(tmp_path, dataset[0], 1, traced_path, tiny_model_dir, "--exact", "--long_audio", "chunk")
+    model = Wav2Vec2ForCTC.from_pretrained(tiny_model_dir).eval()
+    batch_map = read_map(run.data_path, 1)
+    manifest = RunDir(run.output_dir, LogitsManifest).require_manifest()
+    stitched = dict(utterance_logits(run.output_dir, batch_map, manifest))
+    for utt_id, entry in batch_map.utterances.items():
+        if entry.num_samples > 100_000:
+            continue  # chunked: windows of 100000 samples, stitched (tested above)
+        audio, _ = sf.read(entry.audio, dtype="float32")
+        normalized = Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000, return_tensors="np").input_values[0]
+        np.testing.assert_allclose(stitched[utt_id], eager_logits(model, [normalized])[0], atol=1e-4, rtol=1e-4)

@@ -94,3 +94,16 @@ def test_plan_cost_counted_by_hand() -> None:
     # b: windows at 0 and 66560 hold 100000 + 53440 samples, 33440 of them twice
     assert (chunk.computed_samples, chunk.overlap_samples, chunk.lost_samples) == (400_000, 33_440, 0)
     assert chunk.padding_samples == 400_000 - (50_000 + 100_000 + 53_440 + 90_000)
+
+
+def test_exact_bins_are_as_long_as_their_longest_row_with_utterances_sorted_by_length() -> None:
+    lengths = {"a": 50_000, "b": 250_000, "c": 30_000, "d": 31_000, "e": 90_000}
+    plan = plan_bins(lengths, 2, Layout((WINDOW,), CHUNK, exact=True))
+    assert [[row.utt_id for row in b.rows] for b in plan.bins] == [["c", "d"], ["a", "e"], ["b", "b"], ["b", "b"]]
+    assert [b.samples for b in plan.bins] == [31_000, 90_000, WINDOW, WINDOW]
+    alone = plan_bins(lengths, 1, Layout((WINDOW,), CHUNK, exact=True))
+    last_window = 250_000 - 199_680
+    assert [b.samples for b in alone.bins] == [30_000, 31_000, 50_000, 90_000, WINDOW, WINDOW, WINDOW, last_window]
+    assert covered_frames([r for b in plan.bins for r in b.rows if r.utt_id == "b"]) == list(range(num_frames(250_000)))
+    with pytest.raises(PipelineError, match="choose one"):
+        Layout((48_000, 96_000), CHUNK, exact=True)

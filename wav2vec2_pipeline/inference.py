@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
+MAX_STATIC_SHAPES = 16
+"""A static-shape backend compiles per shape (minutes each on an NPU): more shapes than this is a layout mistake."""
 AUTO = "auto"
 BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8")
 """In the order `auto` tries them (backends.BACKENDS holds the classes)."""
@@ -204,6 +206,12 @@ def compile_bins(
                "Preprocess with a smaller --batch_size (or shorter windows).")  # fmt: skip
     device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads)
     backend = backend or create_backend(options.backend, device)
+    shapes = dict.fromkeys(tuple(b.shape) for b in inputs.bins)
+    if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
+        raise PipelineError(
+            f"--backend {backend.name} compiles one model per input shape, and the bins in {input_dir} have "
+            f"{len(shapes)} (preprocess --exact?): preprocess with --bucket (a few lengths) or one --max_samples"
+        )
     backend_options = [device.soc_version, device.precision_policy] if backend.name == "aie" else None
     run_key = digest({"model": model_sha, "inputs": inputs.run_key, "backend": backend.name,
                       "options": backend_options})  # fmt: skip
@@ -230,7 +238,7 @@ def compile_bins(
             shapes = ", ".join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))
             print(f"backend {backend.name}: {torchscript_path} for input {shapes} float32", flush=True)
             backend.load(torchscript_path)
-            for shape in dict.fromkeys(tuple(b.shape) for b in inputs.bins):
+            for shape in shapes:
                 backend.prepare(shape)
         keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
         run_dir.begin(run_key, keys, command)

@@ -29,8 +29,13 @@ class Layout:
     stride_frames: int | None = None
     """Context frames dropped on each side of a chunk window; None: a sixth of the window, as HF does."""
     geometry: Geometry = field(default_factory=Geometry)
+    exact: bool = False
+    """Utterances sorted by length, each bin's rows as long as its longest (no fixed lengths): the least
+    padding, for backends that take any shape. One window, the longest row; longer utterances per long_audio."""
 
     def __post_init__(self) -> None:
+        if self.exact and len(self.windows) > 1:
+            raise PipelineError("--exact and --bucket are two row layouts: choose one")
         if self.long_audio not in LONG_AUDIO_MODES:
             raise PipelineError(f"--long_audio {self.long_audio!r}: choose one of {', '.join(LONG_AUDIO_MODES)}")
         if not self.windows:
@@ -142,11 +147,13 @@ def bucket_of(num_samples: int, buckets: tuple[int, ...]) -> int:
 
 def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
     """All bins. One window: utterances in id order, as the reference does. Several (buckets): each
-    utterance in the shortest bucket that holds it, sorted by length, so rows carry little padding."""
+    utterance in the shortest bucket that holds it, sorted by length, so rows carry little padding. Exact:
+    sorted by length, each bin as long as its longest row."""
     if batch_size < 1:
         raise PipelineError(f"--batch_size must be at least 1, got {batch_size}")
     windows, mode = layout.windows, layout.long_audio
-    order = sorted(lengths) if len(windows) == 1 else sorted(lengths, key=lambda u: (lengths[u], u))
+    by_length = len(windows) > 1 or layout.exact
+    order = sorted(lengths, key=lambda u: (lengths[u], u)) if by_length else sorted(lengths)
     bins: list[Bin] = []
     for window in sorted(set(windows)):
         rows = [
@@ -155,7 +162,11 @@ def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
             if bucket_of(lengths[utt_id], windows) == window
             for row in window_rows(utt_id, lengths[utt_id], window, layout)
         ]
-        bins += [Bin(window, rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+        groups = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        if layout.exact:  # each bin as long as its longest row: a chunk window, or a whole utterance
+            bins += [Bin(max(min(window, lengths[r.utt_id] - r.start) for r in group), group) for group in groups]
+        else:
+            bins += [Bin(window, group) for group in groups]
     longest = max(windows)
     too_long = [utt_id for utt_id in sorted(lengths) if lengths[utt_id] > longest]
     return Plan(

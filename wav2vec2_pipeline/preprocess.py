@@ -126,7 +126,7 @@ def preprocess(
     shaping = {
         "batch_size": batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
         "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
-        "conversion": conversion,
+        "conversion": conversion, "exact": layout.exact,
     }  # fmt: skip
     run_key = digest({"audio": audio_sha, **shaping})  # transcripts shape no bin: editing one redoes no logits
     if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, truth_sha):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, run_script
-from wav2vec2_pipeline.bins import InputManifest, RunDir, Shard
+from wav2vec2_pipeline.bins import InputManifest, LogitsManifest, RunDir, Shard
 from wav2vec2_pipeline.errors import PipelineError
 
 FAST = ("--warmup_runs", 0, "--timed_runs", 1, "--backend", "torchscript", "--threads", 1)
@@ -101,7 +101,7 @@ def test_workers_of_one_run_share_the_dir_but_not_a_shard(tmp_path) -> None:
             pass
 
 
-@pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "2", "-1/2"])
+@pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "2", "-1/2", "\u00b2/3", "1/2/3"])
 def test_a_bad_shard_is_one_line(tmp_path, dataset, text) -> None:
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
                     "--data_path", tmp_path / "data", "--shard", text)  # fmt: skip
@@ -123,3 +123,57 @@ def test_the_onnx_file_is_made_once_by_racing_workers(tmp_path, traced_path) -> 
     printed = "".join(worker.communicate()[0] for worker in workers)
     assert all(worker.returncode == 0 for worker in workers)
     assert printed.count("exporting") == 1 and len(list(tmp_path.glob("traced.*.onnx"))) == 1
+
+
+def test_shard_and_merge_reruns_of_a_finished_run_leave_it_finished(tmp_path, dataset, traced_path) -> None:
+    preprocess(dataset[0], tmp_path)
+    for k in (1, 2):
+        compile_(tmp_path, traced_path, "--shard", f"{k}/2")
+    compile_(tmp_path, traced_path, "--merge")
+    merged = RunDir(tmp_path / "out", LogitsManifest).require_manifest()
+    again = compile_(tmp_path, traced_path, "--shard", "1/2").stdout  # a worker retried by the scheduler
+    assert "is up to date" in again
+    assert RunDir(tmp_path / "out", LogitsManifest).require_manifest() == merged
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    for script, args in (("compile.py", ("--batch_size", 1, "--input_path", tmp_path / "in", "--output_path",
+                                         tmp_path / "out", "--torchscript_path", traced_path)),
+                         ("wav2vec2_preprocess.py", ("--input", dataset[0], "--batch_size", 1, "--output",
+                                                     tmp_path / "in", "--data_path", tmp_path / "data",
+                                                     "--long_audio", "chunk"))):  # fmt: skip
+        assert "--overwrite means nothing there" in fails(script, *args, "--merge", "--overwrite")
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_an_unmerged_sharded_run_says_to_merge(tmp_path, dataset, traced_path) -> None:
+    preprocess(dataset[0], tmp_path)
+    for k in (1, 2):
+        compile_(tmp_path, traced_path, "--shard", f"{k}/2")
+    message = fails("wav2vec2_postprocess.py", "--input", tmp_path / "out", "--batch_size", 1, "--data_path",
+                    tmp_path / "data")  # fmt: skip
+    assert "did not finish (8 of 8 bins done)" in message and "with --merge instead of --shard" in message
+
+
+def test_a_complete_split_merges_beside_the_records_of_an_earlier_split(tmp_path, dataset) -> None:
+    for k in (1, 2):
+        preprocess(dataset[0], tmp_path, "--shard", f"{k}/2")
+    for k in (1, 2, 3):  # the scheduler resized the array and ran all again
+        preprocess(dataset[0], tmp_path, "--shard", f"{k}/3")
+    preprocess(dataset[0], tmp_path, "--merge")
+    assert RunDir(tmp_path / "in", InputManifest).require_manifest().map_digest is not None
+
+
+def test_a_shard_that_runs_no_bin_again_keeps_its_figures(tmp_path, dataset, traced_path) -> None:
+    preprocess(dataset[0], tmp_path)
+    for _ in range(2):
+        for k in (1, 2):
+            compile_(tmp_path, traced_path, "--shard", f"{k}/2")
+    compile_(tmp_path, traced_path, "--merge")
+    stage = RunDir(tmp_path / "out", LogitsManifest).require_manifest().stage
+    assert stage.rows_run == 8 and stage.speech_s > 0
+
+
+def test_a_refused_merge_writes_nothing(tmp_path, dataset) -> None:
+    message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+                    "--data_path", tmp_path / "data", "--merge")  # fmt: skip
+    assert "no --shard run of these inputs and settings has finished" in message
+    assert not (tmp_path / "in").exists() and not (tmp_path / "data").exists()

@@ -120,6 +120,8 @@ class RunStart:
     bins: dict[str, str]
     """Every bin of the run, with the key its completion record must carry."""
     command: str
+    sharded: bool = False
+    """Started by a --shard worker: what finishes the run is the missing shards, then --merge."""
 
 
 @dataclass(frozen=True)
@@ -213,10 +215,10 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> "Shard":
-        index, _, count = text.partition("/")
-        if not (index.isdigit() and count.isdigit()):
+        match = re.fullmatch(r"(\d+)/(\d+)", text, re.ASCII)
+        if match is None:
             raise PipelineError(f"--shard {text!r}: expected K/N, e.g. 2/4 for the second of four workers")
-        return cls(int(index), int(count))
+        return cls(int(match.group(1)), int(match.group(2)))
 
     def owns(self, position: int) -> bool:
         return position % self.count == self.index - 1
@@ -224,6 +226,13 @@ class Shard:
     @property
     def name(self) -> str:
         return f"shard-{self.index}-of-{self.count}"
+
+
+def check_shard_options(shard: Shard | None, merge: bool, overwrite: bool) -> None:
+    if shard is not None and merge:
+        raise PipelineError("--shard and --merge go in separate runs: the shards first, then one --merge")
+    if merge and overwrite:
+        raise PipelineError("--merge writes no bin, so --overwrite means nothing there: pass it to the --shard runs")
 
 
 @dataclass(frozen=True)
@@ -248,12 +257,16 @@ MANIFEST_TYPES = (InputManifest, LogitsManifest)
 class RunDir(Generic[M]):
     """A dir of bins as one run writes it: lock, per-bin completion records, and the manifest last."""
 
-    def __init__(self, path: Path, manifest_type: type[M]) -> None:
+    def __init__(self, path: Path, manifest_type: type[M], shard: Shard | None = None) -> None:
         self.path = path
         self.manifest_type = manifest_type
         self.records_dir = path / RECORDS_DIR
-        self.cache = DigestCache(path / DIGEST_CACHE)
-        """Digests of the bins (and of any input a stage hashes), so a bin is checked by content for a stat."""
+        self.cache = DigestCache(path / (DIGEST_CACHE if shard is None else f".digests-{shard.name}.json"))
+        """Digests of the bins (and of any input a stage hashes), so a bin is checked by content for a stat; a
+        shard worker keeps its own, and every run also reads the shards' (entries hold only while a file's
+        stat is unchanged, so another worker's are as safe as one's own)."""
+        for shard_cache in sorted(path.glob(".digests-shard-*.json")):
+            self.cache.absorb(shard_cache)
 
     @contextlib.contextmanager
     def lock(self, shard: Shard | None = None) -> Iterator[None]:
@@ -297,9 +310,14 @@ class RunDir(Generic[M]):
         start = self.run_start()
         if start is not None:
             done = sum(self.done(name, key) is not None for name, key in start.bins.items())
+            how = (
+                "finish it by running any --shard of it that has not finished, then the same command with --merge "
+                f"instead of --shard: {start.command}"
+                if start.sharded
+                else f"finish it by running the same command again: {start.command}"
+            )
             raise PipelineError(
-                f"the {producer} run into {self.path} did not finish ({done} of {len(start.bins)} bins done); "
-                f"finish it by running the same command again: {start.command}"
+                f"the {producer} run into {self.path} did not finish ({done} of {len(start.bins)} bins done); {how}"
             )
         if not self.path.is_dir():
             raise PipelineError(f"{self.path} is not a dir. Pass the dir that {producer} wrote.")
@@ -310,12 +328,12 @@ class RunDir(Generic[M]):
             return records.load(RunStart, self.records_dir / RUN_FILE)
         return None
 
-    def begin(self, run_key: str, keys: dict[str, str], command: str) -> None:
+    def begin(self, run_key: str, keys: dict[str, str], command: str, shard: Shard | None = None) -> None:
         """Mark the dir as being written by the run that will make these bins (name -> key): no manifest
         until it finishes."""
         (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         make_dir(self.records_dir)
-        records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command))
+        records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command, shard is not None))
 
     def holds(self, record: BinRecord) -> bool:
         """Whether the bin still holds what its record says (size, then content: a swapped or edited bin is not)."""
@@ -349,7 +367,16 @@ class RunDir(Generic[M]):
         )
 
     def finish_shard(self, record: ShardRecord) -> None:
+        self.cache.save()
         records.save(self.records_dir / f"shard-{record.index}-of-{record.count}.json", record)
+
+    def shard_record(self, shard: Shard, run_key: str) -> ShardRecord | None:
+        """This shard's record of the run, where it finished before."""
+        with contextlib.suppress(PipelineError):
+            record = records.load(ShardRecord, self.records_dir / f"{shard.name}.json")
+            if record.run_key == run_key:
+                return record
+        return None
 
     def finished_shards(self, run_key: str) -> list[ShardRecord]:
         """The shard records of the run `run_key`, checked: all N there, one N, no other run's."""
@@ -371,16 +398,19 @@ class RunDir(Generic[M]):
                 f"no --shard run of these inputs and settings has finished into {self.path}{others}: run the shards "
                 "with the same options first"
             )
-        counts = {record.count for record in found}
-        if len(counts) != 1:
-            raise PipelineError(f"{self.path} holds shards of one run split {sorted(counts)} ways; re-run them one way")
-        count = counts.pop()
-        missing = sorted(set(range(1, count + 1)) - {record.index for record in found})
-        if missing:
+        by_count: dict[int, list[ShardRecord]] = {}
+        for record in found:
+            by_count.setdefault(record.count, []).append(record)
+        complete = [group for count, group in by_count.items() if {r.index for r in group} == set(range(1, count + 1))]
+        if not complete:  # name what is missing from the split that got furthest
+            group = max(by_count.values(), key=len)
+            count = group[0].count
+            missing = sorted(set(range(1, count + 1)) - {record.index for record in group})
             raise PipelineError(
                 f"shard {missing[0]}/{count} of this run has not finished into {self.path} ({len(missing)} of {count} "
                 f"missing): run it with --shard {missing[0]}/{count}, then --merge again"
             )
+        found = complete[-1] if len(complete) == 1 else max(complete, key=len)
         return sorted(found, key=lambda record: record.index)
 
     def finish(self, manifest: M) -> None:

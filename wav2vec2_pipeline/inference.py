@@ -26,6 +26,7 @@ from wav2vec2_pipeline.bins import (
     StageMetrics,
     Throughput,
     as_array,
+    check_shard_options,
     is_whole,
     list_bins,
     nbytes,
@@ -85,8 +86,7 @@ class CompileOptions:
         for ok, message in checks:
             if not ok:
                 raise PipelineError(message)
-        if self.shard is not None and self.merge:
-            raise PipelineError("--shard and --merge go in separate runs: the shards first, then one --merge")
+        check_shard_options(self.shard, self.merge, self.overwrite)
 
 
 @dataclass(frozen=True)
@@ -215,8 +215,9 @@ def compile_bins(
     backend_options = [device.soc_version, device.precision_policy] if backend.name == "aie" else None
     run_key = digest({"model": model_sha, "inputs": inputs.run_key, "backend": backend.name,
                       "options": backend_options})  # fmt: skip
-    run_dir = RunDir(output_dir, LogitsManifest)
-    changed = [b.name for b in tqdm(inputs.bins, desc="checking input bins", disable=None)
+    run_dir = RunDir(output_dir, LogitsManifest, options.shard)
+    mine = [(i, b) for i, b in enumerate(inputs.bins) if options.shard is None or options.shard.owns(i)]
+    changed = [b.name for _, b in tqdm(mine, desc="checking input bins", disable=None)
                if b.sha256 and run_dir.cache.sha256(input_dir / b.name) != b.sha256]  # fmt: skip
     if changed:
         raise PipelineError(
@@ -226,14 +227,14 @@ def compile_bins(
     previous = run_dir.manifest() if output_dir.is_dir() else None
     if previous is not None and previous.run_key != run_key:
         previous = None
-    if (not options.overwrite and previous is not None and previous.throughput is not None
-            and all(run_dir.holds(b) for b in previous.bins)):  # fmt: skip
-        run_dir.cache.save()
+    finished = previous is not None and all(run_dir.holds(b) for b in previous.bins)
+    if finished and not options.overwrite and (previous.throughput is not None or options.shard or options.merge):
+        run_dir.cache.save()  # a shard or merge of a finished run has nothing to add: its manifest stands
         return CompileResult(previous, True, previous.stage)
+    shards = run_dir.finished_shards(run_key) if options.merge else []  # refused here, before any write
 
     vocab_size = len(export.vocab) if export is not None and export.vocab else geometry.vocab_size
     with run_dir.lock(options.shard):
-        shards = run_dir.finished_shards(run_key) if options.merge else []
         if not options.merge:
             shapes = ", ".join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))
             print(f"backend {backend.name}: {torchscript_path} for input {shapes} float32", flush=True)
@@ -241,11 +242,10 @@ def compile_bins(
             for shape in shapes:
                 backend.prepare(shape)
         keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
-        run_dir.begin(run_key, keys, command)
+        run_dir.begin(run_key, keys, command, options.shard)
         done: list[BinRecord] = []
         rows_run, speech_samples = 0, 0
         start = time.perf_counter()
-        mine = [(i, b) for i, b in enumerate(inputs.bins) if options.shard is None or options.shard.owns(i)]
         for position, source in tqdm(mine, desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
             key = keys[source.name]
             record = None if options.overwrite else run_dir.done(source.name, key)
@@ -274,6 +274,9 @@ def compile_bins(
                              peak_rss_mib())  # fmt: skip
         if options.shard is not None:
             shard = options.shard
+            earlier = run_dir.shard_record(shard, run_key)
+            if rows_run == 0 and earlier is not None and earlier.stage is not None:
+                stage = earlier.stage  # every bin of the shard was finished earlier: its figures stand
             run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in done], stage))
             return CompileResult(None, False, stage)
         if shards:

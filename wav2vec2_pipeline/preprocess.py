@@ -29,7 +29,7 @@ from wav2vec2_pipeline.batches import (
     write_ground_truth,
     write_map,
 )
-from wav2vec2_pipeline.bins import InputManifest, RunDir, Shard, ShardRecord, bin_name
+from wav2vec2_pipeline.bins import InputManifest, RunDir, Shard, ShardRecord, bin_name, check_shard_options
 from wav2vec2_pipeline.core import make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.librispeech import Utterance
@@ -58,8 +58,7 @@ class PreprocessOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
-        if self.shard is not None and self.merge:
-            raise PipelineError("--shard and --merge go in separate runs: the shards first, then one --merge")
+        check_shard_options(self.shard, self.merge, self.overwrite)
         bin_bytes = self.batch_size * max(self.layout.windows) * 4
         check_fits(2 * bin_bytes, f"a bin of {self.batch_size} x {max(self.layout.windows)} float32",
                    "Use a smaller --batch_size or shorter windows.")  # fmt: skip
@@ -118,7 +117,7 @@ def preprocess(
     layout, batch_size, conversion = options.layout, options.batch_size, options.conversion
     settings = preprocessor_settings(options.model_dir)
     utterances = find_inputs(source)
-    run_dir = RunDir(output_dir, InputManifest)
+    run_dir = RunDir(output_dir, InputManifest, options.shard)
     audio_sha = {u.utt_id: run_dir.cache.sha256(u.audio_path)
                  for u in tqdm(utterances, desc="hashing audio", disable=None)}  # fmt: skip
     transcripts = {u.utt_id: u.transcript for u in utterances if u.transcript is not None}
@@ -143,14 +142,14 @@ def preprocess(
             f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
         )
     normalized_audio = None if options.merge else normalizer(by_id, lengths, options.model_dir, conversion)
+    shards = run_dir.finished_shards(run_key) if options.merge else []
     with run_dir.lock(options.shard):  # nothing is written before every file and setting has been checked
-        shards = run_dir.finished_shards(run_key) if options.merge else []
         keys = {
             bin_name(index): digest({**shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
                                      "audio": [audio_sha[r.utt_id] for r in b.rows]})
             for index, b in enumerate(plan.bins)
         }  # fmt: skip
-        run_dir.begin(run_key, keys, command)
+        run_dir.begin(run_key, keys, command, options.shard)
         records, map_bins, written = [], [], 0
         mine = [(i, name, key, b) for i, ((name, key), b) in enumerate(zip(keys.items(), plan.bins, strict=True))
                 if options.shard is None or options.shard.owns(i)]  # fmt: skip

@@ -72,6 +72,15 @@ class DigestCache:
             self.changed = True
         return sha
 
+    def absorb(self, other: Path) -> None:
+        """Take the entries of another cache file (a shard worker's) that this one lacks."""
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(other.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                for key, value in loaded.items():
+                    if isinstance(value, list) and len(value) == 2:
+                        self.entries.setdefault(key, value)
+
     def remember(self, file: Path, sha: str) -> None:
         """The digest of bytes just written to `file`, so checking it later costs only a stat."""
         self.entries[str(file.resolve())] = [_stamp(file.stat()), sha]

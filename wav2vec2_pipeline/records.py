@@ -22,7 +22,6 @@ class Record(Protocol):
 
 
 R = TypeVar("R", bound=Record)
-T = TypeVar("T")
 
 
 class _Malformed(Exception):
@@ -71,14 +70,6 @@ def _decode(kind: Any, value: Any, where: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise _Malformed(where, f"expected {kind.__name__}, got {value!r:.40}")
     return value
-
-
-def from_json(cls: type[T], value: Any, where: str) -> T:
-    """Build `cls` (a dataclass, nested ones too) from parsed JSON, checking every field's type."""
-    try:
-        return _decode(cls, value, where)
-    except _Malformed as error:
-        raise PipelineError(str(error)) from error
 
 
 def to_json(record: object) -> dict[str, Any]:

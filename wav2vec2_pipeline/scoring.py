@@ -1,7 +1,7 @@
 """Word and character error rates with jiwer, per utterance and over the corpus."""
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jiwer
 
@@ -18,9 +18,6 @@ class ErrorCounts:
     @property
     def errors(self) -> int:
         return self.substitutions + self.deletions + self.insertions
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self) | {"errors": self.errors}
 
 
 def _counts(output: jiwer.WordOutput | jiwer.CharacterOutput) -> ErrorCounts:

@@ -8,8 +8,12 @@
 # TITLE (of the table and plot), OVERWRITE (empty; 1 redoes stages whose outputs are up to date).
 # Stages whose outputs are complete for the same inputs and settings are skipped, so a second run is quick.
 set -euo pipefail
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+  sed -n '2,9p' "$0"
+  exit 0
+fi
 if [ $# -lt 2 ]; then
-  sed -n '2,10p' "$0" >&2
+  sed -n '2,9p' "$0" >&2
   exit 2
 fi
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.errors import ArgumentParser, run_cli
+from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, run_cli
 
 
 def main() -> None:
@@ -36,6 +36,9 @@ def main() -> None:
     inputs = (map_path(args.data_path, args.batch_size), args.data_path / GROUND_TRUTH_FILE)
     outputs = (("--report", report_path, lambda p: is_saved(Report, p)),
                ("--transcripts", transcripts_path, is_transcripts), ("--ctm", args.ctm, is_ctm))  # fmt: skip
+    named = [path.resolve() for _, path, _ in outputs if path is not None]
+    if len(set(named)) != len(named):
+        raise PipelineError("--report, --transcripts and --ctm must name different files")
     for flag, path, ours in outputs:
         if path is not None:
             check_output_file(path, flag, ours, keep=inputs)

@@ -68,7 +68,13 @@ def main() -> None:
     from wav2vec2_pipeline.planning import Layout
     from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
 
+    if args.bucket_samples != parser.get_default("bucket_samples") and not args.bucket:
+        raise PipelineError("--bucket_samples means nothing without --bucket; pass both")
+    if args.stride_frames is not None and args.long_audio != "chunk":
+        raise PipelineError("--stride_frames means nothing without --long_audio chunk; pass both")
     windows = sample_list(args.bucket_samples) if args.bucket else (args.max_samples,)
+    if len(set(windows)) != len(windows):
+        raise PipelineError(f"--bucket_samples {args.bucket_samples}: a length is listed twice")
     geometry = load_geometry(args.pytorch_model_dir)
     if args.pytorch_model_dir is not None and (args.pytorch_model_dir / VOCAB_FILE).is_file():
         load_vocab(args.pytorch_model_dir, geometry)  # a model dir that contradicts itself is refused here already

@@ -119,11 +119,11 @@ def test_a_librispeech_split_holding_audio_it_cannot_read_is_refused(tmp_path) -
 
 
 def test_hidden_files_and_dirs_of_a_folder_are_left_out(tmp_path, traced_path) -> None:
-    for relative in ("a.wav", ".git/objects/b.wav", "._a.wav", "sub/.hidden.wav"):
+    for relative in ("a.wav", ".git/objects/b.wav", "._a.wav", "sub/.hidden.wav", "c.aiff"):
         (tmp_path / "f" / relative).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / "f" / relative, 0.1 * np.ones(16_000), 16_000)
     report = run_all(tmp_path / "w", tmp_path / "f", traced_path)
-    assert [u["utt_id"] for u in report["utterances"]] == ["a"]
+    assert [u["utt_id"] for u in report["utterances"]] == ["a", "c"]
 
 
 @pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from benchmarks.random_base_model import save_tiny_model
 from tests.conftest import (
@@ -286,8 +287,10 @@ def test_a_vocabulary_that_does_not_fit_the_config_is_refused_at_export_and_post
 
 
 @pytest.mark.parametrize(("script", "args", "message"), [
-    ("compile.py", ("--timed_runs", 0), "--timed_runs must be at least 1"),
-    ("compile.py", ("--warmup_runs", -1), "--warmup_runs must be 0 or more"),
+    ("compile.py", ("--timed_runs", 0), "--timed_runs must be between 1 and"),
+    ("compile.py", ("--warmup_runs", -1), "--warmup_runs must be between 0 and"),
+    ("compile.py", ("--warmup_runs", 10**20), "--warmup_runs must be between 0 and"),
+    ("compile.py", ("--timed_runs", 10**22), "--timed_runs must be between 1 and"),
     ("compile.py", ("--threads", 0), "--threads must be between 1 and"),
     ("compile.py", ("--threads", 100_000), "--threads must be between 1 and"),
     ("compile.py", ("--device_id", -1), "--device_id must be 0 or more"),
@@ -304,6 +307,9 @@ def test_a_vocabulary_that_does_not_fit_the_config_is_refused_at_export_and_post
     ("wav2vec2_preprocess.py", ("--batch_size", 10**9), "GiB of memory"),
     ("wav2vec2_preprocess.py", ("--max_samples", 10**12), "GiB of memory"),
     ("wav2vec2_postprocess.py", ("--batch_size", 0), "--batch_size must be at least 1"),
+    ("wav2vec2_preprocess.py", ("--bucket_samples", "48000"), "--bucket_samples means nothing without --bucket"),
+    ("wav2vec2_preprocess.py", ("--stride_frames", 10), "--stride_frames means nothing without --long_audio chunk"),
+    ("wav2vec2_preprocess.py", ("--bucket", "--bucket_samples", "48000,48000"), "a length is listed twice"),
 ])  # fmt: skip
 def test_bad_numbers_are_one_line_exit_2_and_nothing_is_written(done, tmp_path, traced_path, script, args, message):
     work = copy_run(done, tmp_path)
@@ -329,7 +335,8 @@ def test_paths_of_the_wrong_kind_are_refused_without_touching_the_previous_run(
     before = tree(work)
     compile_args = ("--batch_size", 3, "--torchscript_path", traced_path, *FAST)
     cases = [
-        ("compile.py", ("--input_path", work / "in", "--output_path", work / "in", *compile_args), "is the input dir"),
+        ("compile.py", ("--input_path", work / "in", "--output_path", work / "in", *compile_args), "overlap"),
+        ("compile.py", ("--input_path", work / "in", "--output_path", work / "in" / "sub", *compile_args), "overlap"),
         ("compile.py", ("--input_path", work / "in", "--output_path", work / "a_file", *compile_args), "is a file"),
         ("compile.py", ("--input_path", work / "a_file", "--output_path", work / "o", *compile_args), "is a file"),
         ("compile.py", ("--input_path", work / "in", "--output_path", work / "o", "--batch_size", 3,
@@ -423,6 +430,63 @@ def test_an_edit_hidden_by_restoring_the_modification_time_is_still_seen(tmp_pat
     write_flac(flac, 30_000, seed=99)  # same length, other audio
     os.utime(flac, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `touch -r` would hide it
     assert "(1 bins written, 1 unchanged" in run_script(*prep).stdout
+
+
+def test_other_timing_options_measure_again_without_running_a_bin(done, tmp_path, traced_path) -> None:
+    work = copy_run(done, tmp_path)
+    stamps = tree(work / "out")
+    again = run_script("compile.py", "--batch_size", 3, "--input_path", work / "in", "--output_path", work / "out",
+                       "--torchscript_path", traced_path, "--backend", "torchscript", "--warmup_runs", 1,
+                       "--timed_runs", 2).stdout  # fmt: skip
+    assert "is up to date" not in again and "1 warm-up + 2 timed runs" in again
+    assert {k: v for k, v in tree(work / "out").items() if k.endswith(".bin")} == {
+        k: v for k, v in stamps.items() if k.endswith(".bin")
+    }
+
+
+def test_two_outputs_naming_one_file_are_refused(done, tmp_path) -> None:
+    work = copy_run(done, tmp_path)
+    assert "must name different files" in postprocess(work, "--transcripts", work / "report.json")
+
+
+def test_audio_that_is_not_finite_is_refused_naming_the_file(tmp_path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    sf.write(folder / "ok.wav", 0.1 * np.ones(20_000), 16_000)
+    sf.write(folder / "nan.wav", np.full(20_000, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    message = fails("wav2vec2_preprocess.py", "--input", folder, "--batch_size", 2, "--output", tmp_path / "in",
+                    "--data_path", tmp_path / "data")  # fmt: skip
+    assert "nan.wav holds samples that are not finite numbers" in message
+
+
+def test_a_moved_dataset_gets_its_new_paths_without_new_bins_or_logits(done, tmp_path, dataset, traced_path) -> None:
+    ls = tmp_path / "ls"
+    shutil.copytree(dataset[0], ls)
+    prep, comp = stage_commands(ls, tmp_path / "w", 3, traced_path)
+    run_script(*prep)
+    run_script(*comp)
+    moved = tmp_path / "moved"
+    ls.rename(moved)
+    prep_moved, _ = stage_commands(moved, tmp_path / "w", 3, traced_path)
+    assert "(0 bins written" in run_script(*prep_moved).stdout
+    assert "up to date" in run_script(*comp).stdout
+    run_script("wav2vec2_postprocess.py", "--input", tmp_path / "w" / "out", "--batch_size", 3, "--data_path",
+               tmp_path / "w" / "data")  # fmt: skip
+    report = json.loads((tmp_path / "w" / "data" / "report_bs3.json").read_text())
+    assert all(u["audio"].startswith(str(moved)) for u in report["utterances"])
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, dataset) -> None:
+    command = (f"{sys.executable} {REPO_ROOT / 'wav2vec2_preprocess.py'} --input {dataset[0]} --batch_size 1 "
+               f"--output {tmp_path / 'in'} --data_path {tmp_path / 'data'} | head -c 1")  # fmt: skip
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert "Traceback" not in result.stderr
+
+
+def test_a_huge_trace_length_is_refused_in_one_line(tmp_path, tiny_model_dir) -> None:
+    message = fails("wav2vec2_pth2ts.py", "--pytorch_model_dir", tiny_model_dir, "--output", tmp_path / "t.pth",
+                    "--max_samples", 10**12)  # fmt: skip
+    assert "GiB of memory" in message and not (tmp_path / "t.pth").exists()
 
 
 def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> None:

@@ -86,10 +86,10 @@ class BatchMap:
 
     @property
     def layout_digest(self) -> str:
-        """Digest of what places audio in rows (bins, rows, kept frames, lengths, outcomes, audio files), not of
-        the transcripts: the input and logits manifests carry it, so an edited map is refused, while a
-        corrected transcript needs no new logits."""
-        layout = {u: (e.num_samples, e.outcome, e.audio) for u, e in self.utterances.items()}
+        """Digest of what places audio in rows (bins, rows, kept frames, lengths, outcomes), not of the
+        transcripts or where the audio lives: the input and logits manifests carry it, so an edited map is
+        refused, while a corrected transcript or a moved dataset needs no new logits."""
+        layout = {u: (e.num_samples, e.outcome) for u, e in self.utterances.items()}
         return digest({"bins": self.bins, "utterances": layout, "max_samples": self.max_samples,
                        "batch_size": self.batch_size, "long_audio": self.long_audio})  # fmt: skip
 

@@ -167,6 +167,8 @@ class Throughput:
     shape: list[int]
     warmup_runs: int
     run_s: list[float]
+    threads: int | None = None
+    """--threads of the run that measured it (None: the library's default)."""
 
     @property
     def samples_per_s(self) -> float:

@@ -1,6 +1,7 @@
 """One error type for every input problem a user can fix, and the command-line plumbing that reports it."""
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -31,6 +32,9 @@ def run_cli(main: Callable[[], None]) -> None:
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
+    except BrokenPipeError:  # `| head`: the reader has gone; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: what was finished is kept, and the same command goes on from there", file=sys.stderr)
         sys.exit(130)

@@ -28,6 +28,7 @@ from wav2vec2_pipeline.model import (
     load_vocab,
 )
 from wav2vec2_pipeline.provenance import DigestCache, digest, file_sha256, locked
+from wav2vec2_pipeline.resources import check_fits
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2ForCTC
@@ -146,6 +147,8 @@ def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = 
             f"--max_samples {max_samples} is shorter than the model's receptive field ({geometry.receptive_field} "
             "samples): trace with at least that"
         )
+    needed = (geometry or Geometry()).least_bytes(2, max_samples)
+    check_fits(needed, f"tracing and checking at --max_samples {max_samples}", "Trace with a shorter --max_samples.")
     vocab = list(load_vocab(source, geometry)) if local and (source / VOCAB_FILE).is_file() else None
     if local and vocab is None and (geometry.vocab_size, geometry.pad_token_id) == (len(BASE_960H_VOCAB), 0):
         vocab = list(load_vocab(source, geometry))  # no vocab.json, base-960h's shape: its vocabulary

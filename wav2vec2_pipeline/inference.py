@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
+MAX_RUNS = 100_000
+"""Warm-up or timed runs beyond this are a typo, not a measurement (each takes a second on a CPU)."""
 MAX_STATIC_SHAPES = 16
 """A static-shape backend compiles per shape (minutes each on an NPU): more shapes than this is a layout mistake."""
 AUTO = "auto"
@@ -75,9 +77,10 @@ class CompileOptions:
             (self.batch_size >= 1, f"--batch_size must be at least 1, got {self.batch_size}"),
             (self.backend in (AUTO, *BACKEND_NAMES), f"--backend {self.backend!r}: choose one of {AUTO}, "
                                                      f"{', '.join(BACKEND_NAMES)}"),
-            (self.warmup_runs >= 0, f"--warmup_runs must be 0 or more, got {self.warmup_runs}"),
-            (self.timed_runs >= 1, f"--timed_runs must be at least 1 (the figure is their mean), got "
-                                   f"{self.timed_runs}"),
+            (0 <= self.warmup_runs <= MAX_RUNS, f"--warmup_runs must be between 0 and {MAX_RUNS}, got "
+                                                f"{self.warmup_runs}"),
+            (1 <= self.timed_runs <= MAX_RUNS, f"--timed_runs must be between 1 and {MAX_RUNS} (the figure is "
+                                               f"their mean), got {self.timed_runs}"),
             (self.max_samples >= 1, f"--max_samples must be positive, got {self.max_samples}"),
             (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS,
@@ -175,8 +178,11 @@ def logits_key(model_sha256: str, input_sha256: str, backend: str, options: list
 def check_paths(input_dir: Path, output_dir: Path) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise PipelineError(f"--output_path {output_dir} is a file; pass a dir for the logits bins")
-    if output_dir.resolve() == input_dir.resolve():
-        raise PipelineError(f"--output_path {output_dir} is the input dir; write the logits to a dir of their own")
+    inside, outside = output_dir.resolve(), input_dir.resolve()
+    if inside == outside or inside.is_relative_to(outside) or outside.is_relative_to(inside):
+        raise PipelineError(
+            f"--output_path {output_dir} and --input_path {input_dir} overlap; write the logits to a dir of their own"
+        )
 
 
 def compile_bins(
@@ -201,9 +207,8 @@ def compile_bins(
         export = None  # traced.pth was replaced since: its record says nothing about it
     geometry = export.geometry if export is not None else Geometry()
     longest = max(record.shape[1] for record in inputs.bins)
-    activations = options.batch_size * longest * (4 + 4 * geometry.first_conv_channels // geometry.conv_stride[0])
-    check_fits(activations, f"a batch of {options.batch_size} x {longest} samples",
-               "Preprocess with a smaller --batch_size (or shorter windows).")  # fmt: skip
+    what = f"a batch of {options.batch_size} x {longest} samples"
+    check_fits(geometry.least_bytes(options.batch_size, longest), what, "Preprocess with a smaller --batch_size.")
     device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads)
     backend = backend or create_backend(options.backend, device)
     shapes = dict.fromkeys(tuple(b.shape) for b in inputs.bins)
@@ -228,7 +233,10 @@ def compile_bins(
     if previous is not None and previous.run_key != run_key:
         previous = None
     finished = previous is not None and all(run_dir.holds(b) for b in previous.bins)
-    if finished and not options.overwrite and (previous.throughput is not None or options.shard or options.merge):
+    measured = previous is not None and previous.throughput is not None and (
+        previous.throughput.warmup_runs, len(previous.throughput.run_s), previous.throughput.threads
+    ) == (options.warmup_runs, options.timed_runs, options.threads)  # other timing options: measure again
+    if finished and not options.overwrite and (measured or options.shard or options.merge):
         run_dir.cache.save()  # a shard or merge of a finished run has nothing to add: its manifest stands
         return CompileResult(previous, True, previous.stage)
     shards = run_dir.finished_shards(run_key) if options.merge else []  # refused here, before any write
@@ -259,6 +267,11 @@ def compile_bins(
                         "this run read the bins); re-run wav2vec2_preprocess.py with --overwrite"
                     )
                 logits = run_batch(backend, as_array(data, source.shape), source.rows_used)
+                if not np.isfinite(logits).all():
+                    raise PipelineError(
+                        f"the model returned non-finite logits for {source.name} (NaN or inf): its input bin holds "
+                        "audio out of range, or the model's weights are broken; check the audio and re-run preprocess"
+                    )
                 expected = (source.shape[0], geometry.num_frames(source.shape[1]), vocab_size)
                 if logits.shape != expected:
                     raise PipelineError(
@@ -293,7 +306,9 @@ def compile_bins(
             return CompileResult(manifest, False, stage)  # the throughput figure needs the model: a plain run
         first = inputs.bins[0]
         batch = as_array(read_bytes(input_dir / first.name, first.shape, "Re-run preprocess."), first.shape)
-        throughput = measure_throughput(backend, batch, options.warmup_runs, options.timed_runs)
+        throughput = dataclasses.replace(
+            measure_throughput(backend, batch, options.warmup_runs, options.timed_runs), threads=options.threads
+        )
         stage = dataclasses.replace(manifest.stage, peak_rss_mib=peak_rss_mib())
         manifest = dataclasses.replace(manifest, throughput=throughput, stage=stage)
         run_dir.update(manifest)

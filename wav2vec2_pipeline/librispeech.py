@@ -131,6 +131,8 @@ def find_utterances(root: Path) -> list[Utterance]:
     transcripts: dict[str, tuple[Path, int, str]] = {}
     transcript_files: set[tuple[int, int]] = set()
     for path in files_under(root):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # hidden: .git, macOS's ._ resource forks
         if path.name.endswith(AUDIO_SUFFIX):
             utt_id, identity = path.name.removesuffix(AUDIO_SUFFIX), file_identity(path)
             if utt_id in audio and audio[utt_id][1] != identity:

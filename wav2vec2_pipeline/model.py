@@ -78,6 +78,11 @@ class Geometry:
     def samples_per_frame(self) -> int:
         return math.prod(self.conv_stride)
 
+    def least_bytes(self, rows: int, samples: int) -> int:
+        """A lower bound on the memory a forward pass of `rows` x `samples` needs: the input and the first
+        convolution's output, float32 (the real peak is higher), so a refusal is never a false alarm."""
+        return rows * samples * (4 + 4 * self.first_conv_channels // self.conv_stride[0])
+
 
 def num_frames(num_samples: int, geometry: Geometry | None = None) -> int:
     return (geometry or Geometry()).num_frames(num_samples)

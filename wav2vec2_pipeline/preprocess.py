@@ -88,9 +88,16 @@ def check_paths(source: Path, output_dir: Path, data_path: Path) -> None:
         raise PipelineError(f"--output {output_dir} is the input dir; write the bins to a dir of their own")
 
 
-def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int, run_key: str, truth_sha: str) -> bool:
-    """Whether a finished run from the same inputs and settings left its manifest, its map, the same ground
-    truth, and every bin holding what its record says."""
+def up_to_date(
+    run_dir: RunDir[InputManifest],
+    data_path: Path,
+    batch_size: int,
+    run_key: str,
+    truth_sha: str,
+    audio: dict[str, str],
+) -> bool:
+    """Whether a finished run from the same inputs and settings left its manifest, its map (with the audio where
+    it is now), the same ground truth, and every bin holding what its record says."""
     manifest = run_dir.manifest()
     if manifest is None or manifest.run_key != run_key:
         return False
@@ -103,6 +110,7 @@ def up_to_date(run_dir: RunDir[InputManifest], data_path: Path, batch_size: int,
         batch_map.run_key == run_key
         and batch_map.ground_truth_sha256 == truth_sha
         and manifest.map_digest == batch_map.layout_digest
+        and {u: e.audio for u, e in batch_map.utterances.items()} == audio
         and all(run_dir.holds(b) for b in manifest.bins)
     )
 
@@ -128,7 +136,8 @@ def preprocess(
         "conversion": conversion, "exact": layout.exact,
     }  # fmt: skip
     run_key = digest({"audio": audio_sha, **shaping})  # transcripts shape no bin: editing one redoes no logits
-    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, truth_sha):
+    audio_paths = {u.utt_id: str(u.audio_path.absolute()) for u in utterances}
+    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, truth_sha, audio_paths):
         run_dir.cache.save()  # touched files: their digests stand for their new times
         return None
 
@@ -173,7 +182,7 @@ def preprocess(
         batch_map = BatchMap(
             run_key=run_key, batch_size=batch_size, max_samples=max(layout.windows), long_audio=layout.long_audio,
             sample_rate=SAMPLE_RATE, ground_truth_sha256=written_sha, bins=map_bins,
-            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), str(by_id[u].audio_path.absolute()),
+            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), audio_paths[u],
                                           u in transcripts) for u in sorted(lengths)},
         )  # fmt: skip
         map_file = write_map(data_path, batch_map)
@@ -194,7 +203,13 @@ def normalizer(
 
     @functools.lru_cache(maxsize=2)  # an utterance's windows are consecutive rows
     def normalized_audio(utt_id: str) -> np.ndarray:
-        audio = read_audio(by_id[utt_id].audio_path, expected_samples=lengths[utt_id], conversion=conversion)
-        return normalize(audio, feature_extractor)
+        path = by_id[utt_id].audio_path
+        audio = read_audio(path, expected_samples=lengths[utt_id], conversion=conversion)
+        with np.errstate(all="ignore"):
+            normalized = normalize(audio, feature_extractor)
+        if not (np.isfinite(audio).all() and np.isfinite(normalized).all()):
+            raise PipelineError(f"{path} holds samples that are not finite numbers (NaN, inf, or too large to "
+                                "normalise): re-export it as PCM audio")  # fmt: skip
+        return normalized
 
     return normalized_audio

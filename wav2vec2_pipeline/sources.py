@@ -20,7 +20,7 @@ from wav2vec2_pipeline.librispeech import (
     find_utterances,
 )
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64", ".rf64")
 """What soundfile (libsndfile) reads; matched without regard to case."""
 MANIFEST_SUFFIXES = (".jsonl", ".json")
 _WHITESPACE = re.compile(r"\s+")

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.bins import Shard
-from wav2vec2_pipeline.errors import MERGE_HELP, SHARD_HELP, ArgumentParser, command_line, run_cli
+from wav2vec2_pipeline.bins import add_shard_arguments
+from wav2vec2_pipeline.errors import ArgumentParser, command_line, run_cli
 from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES, CompileOptions
 from wav2vec2_pipeline.model import MAX_SAMPLES
 
@@ -25,14 +25,13 @@ def main() -> None:
     parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
     parser.add_argument("--threads", type=int, help="CPU backends: intra-op threads (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
-    parser.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
-    parser.add_argument("--merge", action="store_true", help=MERGE_HELP)
+    add_shard_arguments(parser)
     args = parser.parse_args()
     options = CompileOptions(
         batch_size=args.batch_size, backend=args.backend, warmup_runs=args.warmup_runs, timed_runs=args.timed_runs,
         max_samples=args.max_samples, device_id=args.device_id, soc_version=args.soc_version,
         precision_policy=args.precision_policy, threads=args.threads, overwrite=args.overwrite,
-        shard=Shard.parse(args.shard) if args.shard else None, merge=args.merge,
+        shard=args.shard, merge=args.merge,
     )  # fmt: skip
 
     from wav2vec2_pipeline.inference import compile_bins

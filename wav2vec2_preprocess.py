@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.errors import MERGE_HELP, SHARD_HELP, ArgumentParser, PipelineError, command_line, run_cli
+from wav2vec2_pipeline.bins import add_shard_arguments
+from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, command_line, run_cli
 from wav2vec2_pipeline.model import MAX_SAMPLES
 from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
 
@@ -54,8 +55,7 @@ def main() -> None:
         help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="rewrite the outputs even where they are up to date")
-    parser.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
-    parser.add_argument("--merge", action="store_true", help=MERGE_HELP)
+    add_shard_arguments(parser)
     parser.add_argument(
         "--pytorch_model_dir", type=Path,
         help="take the feature-extractor settings and conv strides from this model dir (default: base-960h's)",
@@ -63,7 +63,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.bins import Shard
     from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
     from wav2vec2_pipeline.planning import Layout
     from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
@@ -82,7 +81,7 @@ def main() -> None:
     options = PreprocessOptions(
         batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
         conversion=Conversion(args.resample, args.downmix), overwrite=args.overwrite,
-        shard=Shard.parse(args.shard) if args.shard else None, merge=args.merge,
+        shard=args.shard, merge=args.merge,
     )  # fmt: skip
     result = preprocess(args.input, args.output, args.data_path, options, command_line())
     if result is None:

@@ -6,6 +6,7 @@ produced it and the sha256 of what it holds, so an interrupted run resumes bin b
 complete disjoint bins of one run. The manifest, written last, is the one sign that the run finished.
 """
 
+import argparse
 import contextlib
 import re
 import statistics
@@ -228,6 +229,17 @@ class Shard:
     @property
     def name(self) -> str:
         return f"shard-{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    """--shard and --merge, the same on every stage that writes bins."""
+    parser.add_argument("--shard", metavar="K/N", type=Shard.parse,
+                        help="write only the K-th of N workers' bins (bin i is shard i mod N + 1's)")  # fmt: skip
+    parser.add_argument("--merge", action="store_true",
+                        help="after all N --shard runs: check each finished, then write the manifest")  # fmt: skip
 
 
 def check_shard_options(shard: Shard | None, merge: bool, overwrite: bool) -> None:

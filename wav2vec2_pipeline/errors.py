@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import NoReturn
 
 USAGE_ERROR = 2
-SHARD_HELP = "write only the K-th of N workers' bins (bin i is shard i mod N + 1's); then the same with --merge"
-MERGE_HELP = "after all N --shard runs: check that each finished, then write the manifest (and preprocess's map)"
 """Exit status for bad input, as argparse uses for bad arguments."""
 
 

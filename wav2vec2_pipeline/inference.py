@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wav2vec2_pipeline.bins import (
+    DIGEST_CACHE,
     BinRecord,
     InputManifest,
     LogitsManifest,
@@ -221,6 +222,8 @@ def compile_bins(
     run_key = digest({"model": model_sha, "inputs": inputs.run_key, "backend": backend.name,
                       "options": backend_options})  # fmt: skip
     run_dir = RunDir(output_dir, LogitsManifest, options.shard)
+    for preprocess_cache in (input_dir / DIGEST_CACHE, *input_dir.glob(".digests-shard-*.json")):
+        run_dir.cache.absorb(preprocess_cache)  # preprocess knew its bins' digests: checking them costs a stat
     mine = [(i, b) for i, b in enumerate(inputs.bins) if options.shard is None or options.shard.owns(i)]
     changed = [b.name for _, b in tqdm(mine, desc="checking input bins", disable=None)
                if b.sha256 and run_dir.cache.sha256(input_dir / b.name) != b.sha256]  # fmt: skip

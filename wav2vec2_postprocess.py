@@ -44,6 +44,7 @@ def main() -> None:
             check_output_file(path, flag, ours, keep=inputs)
     if args.srt is not None:
         check_output_dir(args.srt, "--srt")
+        make_dir(args.srt)  # before any work: a dir that cannot be made stops the stage with nothing written
 
     report = postprocess(args.input, args.data_path, options)
     write_report(report_path, report)
@@ -52,7 +53,6 @@ def main() -> None:
     if args.ctm is not None:
         atomic_write_text(args.ctm, ctm(texts))
     if args.srt is not None:
-        make_dir(args.srt)
         write_srt_files(args.srt, texts)
     summary = report.summary
     print(

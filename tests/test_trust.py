@@ -399,6 +399,7 @@ def test_outputs_are_not_written_over_binary_or_other_text_files(done, tmp_path,
                          ("--ctm", work / "notes.txt"), ("--transcripts", work / "in" / "batch_0.bin")):  # fmt: skip
         assert "exists and is not an earlier output of this kind" in postprocess(work, flag, target)
     assert "is a file; pass a dir" in postprocess(work, "--srt", work / "notes.txt" / "subtitles")
+    assert "cannot create /proc/no_such_dir" in postprocess(work, "--srt", "/proc/no_such_dir")
     assert tree(work) == before
 
 

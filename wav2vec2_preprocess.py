@@ -3,86 +3,27 @@
 from pathlib import Path
 
 from wav2vec2_pipeline.bins import add_shard_arguments
-from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, command_line, run_cli
-from wav2vec2_pipeline.model import MAX_SAMPLES
-from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
+from wav2vec2_pipeline.errors import ArgumentParser, command_line, run_cli
+from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options
 
 IDS_SHOWN = 10
 
 
-def sample_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise PipelineError(f"--bucket_samples {text!r}: expected comma-separated sample counts") from None
-
-
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--input", type=Path, required=True,
-        help="a LibriSpeech split (e.g. LibriSpeech/test-clean), a JSONL manifest (audio_filepath, optional text, "
-        "duration, id) or a folder of audio files (flac, wav, ogg, mp3) to transcribe",
-    )  # fmt: skip
-    parser.add_argument("--resample", action="store_true", help="bring any sample rate to 16 kHz (soxr, high quality)")
-    parser.add_argument("--downmix", action="store_true", help="average the channels of multi-channel audio")
+    add_input_arguments(parser)
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True, help="dir for the input bins, e.g. data/bin_om_input/bs8")
     parser.add_argument("--data_path", type=Path, default=Path("data"), help="dir for the batch map and ground truth")
-    parser.add_argument(
-        "--max_samples", type=int, default=MAX_SAMPLES, help="static input length (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--long_audio", choices=LONG_AUDIO_MODES, default=SKIP,
-        help="utterances longer than the window: skip them (the reference), cut them, or chunk them into "
-        "overlapping windows (loses nothing; recommended)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--stride_frames", type=int,
-        help="chunk only: context frames dropped on each side of a window (default: a sixth of the window)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--bucket", action="store_true",
-        help="sort utterances by length into bins of a few static lengths (--bucket_samples) instead of one",
-    )  # fmt: skip
-    parser.add_argument(
-        "--exact", action="store_true",
-        help="sort utterances by length and make each bin's rows as long as its longest utterance (the least "
-        "padding; for backends that take any shape, not aie); longer than --max_samples: --long_audio",
-    )  # fmt: skip
-    parser.add_argument(
-        "--bucket_samples", default=",".join(map(str, DEFAULT_BUCKET_SAMPLES)),
-        help="with --bucket: comma-separated row lengths in samples (default: 3, 5, 7, 10, 14, 20, 35 s)",
-    )  # fmt: skip
+    add_layout_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="rewrite the outputs even where they are up to date")
     add_shard_arguments(parser)
-    parser.add_argument(
-        "--pytorch_model_dir", type=Path,
-        help="take the feature-extractor settings and conv strides from this model dir (default: base-960h's)",
-    )  # fmt: skip
     args = parser.parse_args()
 
-    from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
-    from wav2vec2_pipeline.planning import Layout
-    from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
+    from wav2vec2_pipeline.preprocess import preprocess
 
-    if args.bucket_samples != parser.get_default("bucket_samples") and not args.bucket:
-        raise PipelineError("--bucket_samples means nothing without --bucket; pass both")
-    if args.stride_frames is not None and args.long_audio != "chunk":
-        raise PipelineError("--stride_frames means nothing without --long_audio chunk; pass both")
-    windows = sample_list(args.bucket_samples) if args.bucket else (args.max_samples,)
-    if len(set(windows)) != len(windows):
-        raise PipelineError(f"--bucket_samples {args.bucket_samples}: a length is listed twice")
-    geometry = load_geometry(args.pytorch_model_dir)
-    if args.pytorch_model_dir is not None and (args.pytorch_model_dir / VOCAB_FILE).is_file():
-        load_vocab(args.pytorch_model_dir, geometry)  # a model dir that contradicts itself is refused here already
-    layout = Layout(windows, args.long_audio, args.stride_frames, geometry, exact=args.exact)
-    options = PreprocessOptions(
-        batch_size=args.batch_size, layout=layout, model_dir=args.pytorch_model_dir,
-        conversion=Conversion(args.resample, args.downmix), overwrite=args.overwrite,
-        shard=args.shard, merge=args.merge,
-    )  # fmt: skip
+    options = preprocess_options(args, overwrite=args.overwrite, shard=args.shard, merge=args.merge)
+    layout = options.layout
     result = preprocess(args.input, args.output, args.data_path, options, command_line())
     if result is None:
         print(f"{args.output} and its batch map are up to date (same audio, transcripts and settings): nothing to do "

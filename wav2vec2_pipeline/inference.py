@@ -9,6 +9,7 @@ is created.
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from wav2vec2_pipeline.resources import check_fits, peak_rss_mib
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.backends import Backend
+    from wav2vec2_pipeline.export import ExportRecord
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
@@ -163,6 +165,76 @@ def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, 
 
 
 @dataclass(frozen=True)
+class TracedModel:
+    """traced.pth as the logits depend on it: its content, and its export record where that still describes it."""
+
+    sha256: str
+    export: "ExportRecord | None"
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.export.geometry if self.export is not None else Geometry()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.export.vocab) if self.export is not None and self.export.vocab else self.geometry.vocab_size
+
+
+def traced_model(torchscript_path: Path) -> TracedModel:
+    from wav2vec2_pipeline.export import model_sha256, read_record
+
+    model_sha = model_sha256(torchscript_path)
+    export = read_record(torchscript_path)
+    if export is not None and export.sha256 != model_sha:
+        export = None  # traced.pth was replaced since: its record says nothing about it
+    return TracedModel(model_sha, export)
+
+
+BinResult = tuple[BinRecord, np.ndarray, str]
+"""An input bin's record, its logits, and the sha256 of the input bytes they were computed from."""
+BinRunner = Callable[[list[BinRecord]], Iterable[BinResult]]
+"""Runs input bins somewhere and gives back their logits, in any order."""
+
+
+@dataclass(frozen=True)
+class LocalRunner:
+    """The bins one after another on a loaded backend in this process, each read as it is run."""
+
+    backend: "Backend"
+    input_dir: Path
+
+    def __call__(self, bins: list[BinRecord]) -> Iterator[BinResult]:
+        for source in bins:
+            data = read_bytes(self.input_dir / source.name, source.shape, "Re-run preprocess.")
+            yield source, run_batch(self.backend, as_array(data, source.shape), source.rows_used), bytes_sha256(data)
+
+
+def put_logits(
+    run_dir: RunDir, source: BinRecord, key: str, logits: np.ndarray, input_sha256: str, model: TracedModel
+) -> BinRecord:
+    """Write one bin's logits with their record, once they are checked to be numbers of the shape the model and
+    the input bin call for."""
+    if not np.isfinite(logits).all():
+        raise PipelineError(
+            f"the model returned non-finite logits for {source.name} (NaN or inf): its input bin holds "
+            "audio out of range, or the model's weights are broken; check the audio and re-run preprocess"
+        )
+    expected = (source.shape[0], model.geometry.num_frames(source.shape[1]), model.vocab_size)
+    if logits.shape != expected:
+        raise PipelineError(
+            f"the model returned logits of shape {shape_text(logits.shape)} for {source.name}; expected "
+            f"{shape_text(expected)} (frames from the model's conv strides, tokens from its vocabulary)"
+        )
+    return run_dir.put(source.name, logits, key=key, rows_used=source.rows_used,
+                       speech_samples=source.speech_samples, input_sha256=input_sha256)  # fmt: skip
+
+
+def logits_run_key(model_sha256: str, inputs_run_key: str, backend: str, options: list[str] | None) -> str:
+    """What a whole logits run is computed from: the model, the preprocess run of its inputs, the backend."""
+    return digest({"model": model_sha256, "inputs": inputs_run_key, "backend": backend, "options": options})
+
+
+@dataclass(frozen=True)
 class CompileResult:
     manifest: LogitsManifest | None
     """None for a shard: the merge writes it."""
@@ -193,20 +265,18 @@ def compile_bins(
     options: CompileOptions,
     command: str,
     backend: "Backend | None" = None,
+    runner: "BinRunner | None" = None,
 ) -> CompileResult:
     """Every input bin -> a logits bin of the same name, with its record; the manifest once all are done;
     then the throughput figure, added to the manifest. `backend` (not yet loaded) replaces the one
-    `options.backend` names, for a driver that brings its own."""
+    `options.backend` names, for a driver that brings its own. `runner` runs the bins elsewhere (a cluster)
+    instead of on `backend` here: this process then only checks and writes, and measures no throughput."""
     from wav2vec2_pipeline.backends import DeviceOptions, create_backend
-    from wav2vec2_pipeline.export import model_sha256, read_record
 
     check_paths(input_dir, output_dir)
     inputs = find_input_bins(input_dir, options.batch_size, options.max_samples)
-    model_sha = model_sha256(torchscript_path)
-    export = read_record(torchscript_path)
-    if export is not None and export.sha256 != model_sha:
-        export = None  # traced.pth was replaced since: its record says nothing about it
-    geometry = export.geometry if export is not None else Geometry()
+    model = traced_model(torchscript_path)
+    model_sha, export, geometry = model.sha256, model.export, model.geometry
     longest = max(record.shape[1] for record in inputs.bins)
     what = f"a batch of {options.batch_size} x {longest} samples"
     check_fits(geometry.least_bytes(options.batch_size, longest), what, "Preprocess with a smaller --batch_size.")
@@ -219,8 +289,7 @@ def compile_bins(
             f"{len(shapes)} (preprocess --exact?): preprocess with --bucket (a few lengths) or one --max_samples"
         )
     backend_options = [device.soc_version, device.precision_policy] if backend.name == "aie" else None
-    run_key = digest({"model": model_sha, "inputs": inputs.run_key, "backend": backend.name,
-                      "options": backend_options})  # fmt: skip
+    run_key = logits_run_key(model_sha, inputs.run_key, backend.name, backend_options)
     run_dir = RunDir(output_dir, LogitsManifest, options.shard)
     for preprocess_cache in (input_dir / DIGEST_CACHE, *input_dir.glob(".digests-shard-*.json")):
         run_dir.cache.absorb(preprocess_cache)  # preprocess knew its bins' digests: checking them costs a stat
@@ -239,14 +308,13 @@ def compile_bins(
     measured = previous is not None and previous.throughput is not None and (
         previous.throughput.warmup_runs, len(previous.throughput.run_s), previous.throughput.threads
     ) == (options.warmup_runs, options.timed_runs, options.threads)  # other timing options: measure again
-    if finished and not options.overwrite and (measured or options.shard or options.merge):
+    if finished and not options.overwrite and (measured or options.shard or options.merge or runner is not None):
         run_dir.cache.save()  # a shard or merge of a finished run has nothing to add: its manifest stands
         return CompileResult(previous, True, previous.stage)
     shards = run_dir.finished_shards(run_key) if options.merge else []  # refused here, before any write
 
-    vocab_size = len(export.vocab) if export is not None and export.vocab else geometry.vocab_size
     with run_dir.lock(options.shard):
-        if not options.merge:
+        if not options.merge and runner is None:
             shapes = ", ".join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))
             print(f"backend {backend.name}: {torchscript_path} for input {shapes} float32", flush=True)
             backend.load(torchscript_path)
@@ -254,38 +322,28 @@ def compile_bins(
                 backend.prepare(shape)
         keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
         run_dir.begin(run_key, keys, command, options.shard)
-        done: list[BinRecord] = []
-        rows_run, speech_samples = 0, 0
-        start = time.perf_counter()
-        for position, source in tqdm(mine, desc=f"{backend.name} bs{inputs.batch_size}", disable=None):
-            key = keys[source.name]
-            record = None if options.overwrite else run_dir.done(source.name, key)
+        finished_bins: dict[str, BinRecord] = {}
+        for position, source in mine:
+            record = None if options.overwrite else run_dir.done(source.name, keys[source.name])
             if record is None and options.merge:
                 raise run_dir.missing_bin(source.name, position, shards)
-            if record is None:
-                data = read_bytes(input_dir / source.name, source.shape, "Re-run preprocess.")
-                if source.sha256 and bytes_sha256(data) != source.sha256:
-                    raise PipelineError(
-                        f"{input_dir / source.name} is not the bin its manifest lists (its content changed while "
-                        "this run read the bins); re-run wav2vec2_preprocess.py with --overwrite"
-                    )
-                logits = run_batch(backend, as_array(data, source.shape), source.rows_used)
-                if not np.isfinite(logits).all():
-                    raise PipelineError(
-                        f"the model returned non-finite logits for {source.name} (NaN or inf): its input bin holds "
-                        "audio out of range, or the model's weights are broken; check the audio and re-run preprocess"
-                    )
-                expected = (source.shape[0], geometry.num_frames(source.shape[1]), vocab_size)
-                if logits.shape != expected:
-                    raise PipelineError(
-                        f"the model returned logits of shape {shape_text(logits.shape)} for {source.name}; expected "
-                        f"{shape_text(expected)} (frames from the model's conv strides, tokens from its vocabulary)"
-                    )
-                record = run_dir.put(source.name, logits, key=key, rows_used=source.rows_used,
-                                     speech_samples=source.speech_samples, input_sha256=bytes_sha256(data))  # fmt: skip
-                rows_run += source.shape[0] if backend.static_shapes else source.rows_used
-                speech_samples += source.speech_samples
-            done.append(record)
+            if record is not None:
+                finished_bins[source.name] = record
+        todo = [source for _, source in mine if source.name not in finished_bins]
+        rows_run, speech_samples = 0, 0
+        start = time.perf_counter()
+        results = (runner or LocalRunner(backend, input_dir))(todo)  # in any order: keyed by bin name
+        for source, logits, input_sha in tqdm(results, total=len(todo), desc=f"{backend.name} bs{inputs.batch_size}",
+                                              disable=None):  # fmt: skip
+            if source.sha256 and input_sha != source.sha256:
+                raise PipelineError(
+                    f"{input_dir / source.name} is not the bin its manifest lists (its content changed while "
+                    "this run read the bins); re-run wav2vec2_preprocess.py with --overwrite"
+                )
+            finished_bins[source.name] = put_logits(run_dir, source, keys[source.name], logits, input_sha, model)
+            rows_run += source.shape[0] if backend.static_shapes else source.rows_used
+            speech_samples += source.speech_samples
+        done = [finished_bins[source.name] for _, source in mine]
         stage = StageMetrics(len(done), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
                              peak_rss_mib())  # fmt: skip
         if options.shard is not None:
@@ -305,8 +363,8 @@ def compile_bins(
             vocab=export.vocab if export is not None else None, bins=done, stage=stage,
         )  # fmt: skip
         run_dir.finish(manifest)
-        if options.merge:
-            return CompileResult(manifest, False, stage)  # the throughput figure needs the model: a plain run
+        if options.merge or runner is not None:
+            return CompileResult(manifest, False, stage)  # the throughput figure needs the model here: a plain run
         first = inputs.bins[0]
         batch = as_array(read_bytes(input_dir / first.name, first.shape, "Re-run preprocess."), first.shape)
         throughput = dataclasses.replace(

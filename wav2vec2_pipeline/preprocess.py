@@ -34,8 +34,8 @@ from wav2vec2_pipeline.core import make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.librispeech import Utterance
 from wav2vec2_pipeline.model import SAMPLE_RATE, preprocessor_settings
-from wav2vec2_pipeline.planning import Layout, Plan, plan_bins
-from wav2vec2_pipeline.provenance import bytes_sha256, digest
+from wav2vec2_pipeline.planning import Bin, Layout, Plan, plan_bins
+from wav2vec2_pipeline.provenance import DigestCache, bytes_sha256, digest
 from wav2vec2_pipeline.resources import check_fits
 from wav2vec2_pipeline.sources import find_inputs
 
@@ -89,17 +89,19 @@ def check_paths(source: Path, output_dir: Path, data_path: Path) -> None:
 
 
 def up_to_date(
-    run_dir: RunDir[InputManifest],
+    run_dir: RunDir,
     data_path: Path,
     batch_size: int,
     run_key: str,
     truth_sha: str,
     audio: dict[str, str],
+    manifest_key: str | None = None,
 ) -> bool:
-    """Whether a finished run from the same inputs and settings left its manifest, its map (with the audio where
-    it is now), the same ground truth, and every bin holding what its record says."""
+    """Whether a finished run from the same inputs and settings left its manifest (of run `manifest_key`,
+    by default `run_key`), its map (with the audio where it is now), the same ground truth, and every bin
+    holding what its record says."""
     manifest = run_dir.manifest()
-    if manifest is None or manifest.run_key != run_key:
+    if manifest is None or manifest.run_key != (manifest_key or run_key):
         return False
     try:
         batch_map = read_map(data_path, batch_size)
@@ -115,6 +117,90 @@ def up_to_date(
     )
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """Every utterance of `--input`, known by content, and the key of the run that lays them out: what is read
+    before deciding whether there is anything to do (an unchanged audio file costs one stat)."""
+
+    utterances: list[Utterance]
+    audio_sha: dict[str, str]
+    transcripts: dict[str, str]
+    truth_sha: str
+    shaping: dict[str, object]
+    """Every setting that shapes the bins."""
+    run_key: str
+    audio_paths: dict[str, str]
+    """Where each utterance's audio is now (absolute), as the map records it."""
+
+
+def identify_inputs(source: Path, options: PreprocessOptions, cache: DigestCache) -> Inputs:
+    layout = options.layout
+    settings = preprocessor_settings(options.model_dir)
+    utterances = find_inputs(source)
+    audio_sha = {u.utt_id: cache.sha256(u.audio_path)
+                 for u in tqdm(utterances, desc="hashing audio", disable=None)}  # fmt: skip
+    transcripts = {u.utt_id: u.transcript for u in utterances if u.transcript is not None}
+    shaping = {
+        "batch_size": options.batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
+        "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
+        "conversion": options.conversion, "exact": layout.exact,
+    }  # fmt: skip
+    return Inputs(
+        utterances=utterances, audio_sha=audio_sha, transcripts=transcripts,
+        truth_sha=bytes_sha256(ground_truth_text(transcripts)), shaping=shaping,
+        run_key=digest({"audio": audio_sha, **shaping}),  # transcripts shape no bin: editing one redoes no logits
+        audio_paths={u.utt_id: str(u.audio_path.absolute()) for u in utterances},
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BinPlan:
+    """The bins of a run, planned from the audio headers: each with the key of what goes into it."""
+
+    lengths: dict[str, int]
+    plan: Plan
+    keys: dict[str, str]
+    """Bin name -> digest of the settings, rows and audio that make it, in plan order."""
+
+
+def plan_inputs(source: Path, inputs: Inputs, options: PreprocessOptions) -> BinPlan:
+    lengths = {u.utt_id: audio_num_samples(u.audio_path, options.conversion)
+               for u in tqdm(inputs.utterances, desc="checking audio", disable=None)}  # fmt: skip
+    plan = plan_bins(lengths, options.batch_size, options.layout)
+    if not plan.bins:
+        raise PipelineError(
+            f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame and "
+            f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
+        )
+    keys = {
+        bin_name(index): digest({**inputs.shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
+                                 "audio": [inputs.audio_sha[r.utt_id] for r in b.rows]})
+        for index, b in enumerate(plan.bins)
+    }  # fmt: skip
+    return BinPlan(lengths, plan, keys)
+
+
+def bin_speech(bin_: Bin, layout: Layout) -> int:
+    """Samples of speech the bin's rows give the transcripts: their kept frames."""
+    return sum(row.keep[1] - row.keep[0] for row in bin_.rows) * layout.geometry.samples_per_frame
+
+
+def write_map_and_truth(
+    data_path: Path, inputs: Inputs, bins: BinPlan, map_bins: list[MapBin], options: PreprocessOptions
+) -> tuple[BatchMap, Path, Path]:
+    """The ground truth, then the batch map that names it by its sha256: the map is the last of the two."""
+    layout = options.layout
+    ground_truth_file, written_sha = write_ground_truth(data_path, inputs.transcripts)
+    treated = outcomes(bins.plan)
+    batch_map = BatchMap(
+        run_key=inputs.run_key, batch_size=options.batch_size, max_samples=max(layout.windows),
+        long_audio=layout.long_audio, sample_rate=SAMPLE_RATE, ground_truth_sha256=written_sha, bins=map_bins,
+        utterances={u: UtteranceEntry(bins.lengths[u], treated.get(u, WHOLE), inputs.audio_paths[u],
+                                      u in inputs.transcripts) for u in sorted(bins.lengths)},
+    )  # fmt: skip
+    return batch_map, write_map(data_path, batch_map), ground_truth_file
+
+
 def preprocess(
     source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
 ) -> PreprocessResult | None:
@@ -123,53 +209,32 @@ def preprocess(
     `source`: a LibriSpeech split, a JSONL manifest or a folder of audio."""
     check_paths(source, output_dir, data_path)
     layout, batch_size, conversion = options.layout, options.batch_size, options.conversion
-    settings = preprocessor_settings(options.model_dir)
-    utterances = find_inputs(source)
     run_dir = RunDir(output_dir, InputManifest, options.shard)
-    audio_sha = {u.utt_id: run_dir.cache.sha256(u.audio_path)
-                 for u in tqdm(utterances, desc="hashing audio", disable=None)}  # fmt: skip
-    transcripts = {u.utt_id: u.transcript for u in utterances if u.transcript is not None}
-    truth_sha = bytes_sha256(ground_truth_text(transcripts))
-    shaping = {
-        "batch_size": batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
-        "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
-        "conversion": conversion, "exact": layout.exact,
-    }  # fmt: skip
-    run_key = digest({"audio": audio_sha, **shaping})  # transcripts shape no bin: editing one redoes no logits
-    audio_paths = {u.utt_id: str(u.audio_path.absolute()) for u in utterances}
-    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, truth_sha, audio_paths):
+    inputs = identify_inputs(source, options, run_dir.cache)
+    run_key = inputs.run_key
+    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, inputs.truth_sha,
+                                            inputs.audio_paths):  # fmt: skip
         run_dir.cache.save()  # touched files: their digests stand for their new times
         return None
 
-    by_id = {u.utt_id: u for u in utterances}
-    lengths = {u.utt_id: audio_num_samples(u.audio_path, conversion)
-               for u in tqdm(utterances, desc="checking audio", disable=None)}  # fmt: skip
-    plan = plan_bins(lengths, batch_size, layout)
-    if not plan.bins:
-        raise PipelineError(
-            f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame and "
-            f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
-        )
-    normalized_audio = None if options.merge else normalizer(by_id, lengths, options.model_dir, conversion)
+    by_id = {u.utt_id: u for u in inputs.utterances}
+    bins = plan_inputs(source, inputs, options)
+    normalized_audio = None if options.merge else normalizer(by_id, bins.lengths, options.model_dir, conversion)
     shards = run_dir.finished_shards(run_key) if options.merge else []
     with run_dir.lock(options.shard):  # nothing is written before every file and setting has been checked
-        keys = {
-            bin_name(index): digest({**shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],
-                                     "audio": [audio_sha[r.utt_id] for r in b.rows]})
-            for index, b in enumerate(plan.bins)
-        }  # fmt: skip
+        keys = bins.keys
         run_dir.begin(run_key, keys, command, options.shard)
         records, map_bins, written = [], [], 0
-        mine = [(i, name, key, b) for i, ((name, key), b) in enumerate(zip(keys.items(), plan.bins, strict=True))
+        mine = [(i, name, key, b) for i, ((name, key), b) in enumerate(zip(keys.items(), bins.plan.bins, strict=True))
                 if options.shard is None or options.shard.owns(i)]  # fmt: skip
         for position, name, key, bin_ in tqdm(mine, desc="writing bins", disable=None):
             record = None if options.overwrite else run_dir.done(name, key)
             if record is None and normalized_audio is None:
                 raise run_dir.missing_bin(name, position, shards)
             if record is None:
-                speech = sum(row.keep[1] - row.keep[0] for row in bin_.rows) * layout.geometry.samples_per_frame
                 batch = make_batch(bin_, batch_size, normalized_audio)
-                record = run_dir.put(name, batch, key=key, rows_used=len(bin_.rows), speech_samples=speech)
+                record = run_dir.put(name, batch, key=key, rows_used=len(bin_.rows),
+                                     speech_samples=bin_speech(bin_, layout))  # fmt: skip
                 written += 1
             records.append(record)
             map_bins.append(MapBin(name, bin_.samples, record.sha256, bin_.rows))
@@ -177,15 +242,7 @@ def preprocess(
             shard = options.shard
             run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in records], None))
             return PreprocessResult(written, len(records), None, None, None)
-        ground_truth_file, written_sha = write_ground_truth(data_path, transcripts)
-        treated = outcomes(plan)
-        batch_map = BatchMap(
-            run_key=run_key, batch_size=batch_size, max_samples=max(layout.windows), long_audio=layout.long_audio,
-            sample_rate=SAMPLE_RATE, ground_truth_sha256=written_sha, bins=map_bins,
-            utterances={u: UtteranceEntry(lengths[u], treated.get(u, WHOLE), audio_paths[u],
-                                          u in transcripts) for u in sorted(lengths)},
-        )  # fmt: skip
-        map_file = write_map(data_path, batch_map)
+        batch_map, map_file, ground_truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
         manifest = InputManifest(run_key=run_key, batch_size=batch_size, bins=records,
                                  map_digest=batch_map.layout_digest)  # fmt: skip
         run_dir.finish(manifest)

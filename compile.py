@@ -1,5 +1,6 @@
 """Compile traced.pth for a backend, run every input bin, write logits bins, print throughput."""
 
+import argparse
 from pathlib import Path
 
 from wav2vec2_pipeline.bins import add_shard_arguments
@@ -15,7 +16,7 @@ def main() -> None:
     parser.add_argument("--output_path", type=Path, required=True, help="dir for the logits bins")
     parser.add_argument("--torchscript_path", type=Path, default=Path("traced.pth"))
     parser.add_argument("--backend", choices=[AUTO, *BACKEND_NAMES], default=AUTO,
-                        help="auto tries aie, cuda, onnxruntime, torchscript")  # fmt: skip
+                        help="auto: aie, else cuda, else the fastest CPU path as accurate as fp32")  # fmt: skip
     parser.add_argument("--max_samples", type=int, default=MAX_SAMPLES,
                         help="input length, used only where the input dir has no manifest.json")  # fmt: skip
     parser.add_argument("--warmup_runs", type=int, default=10)
@@ -23,6 +24,10 @@ def main() -> None:
     parser.add_argument("--device_id", type=int, default=0, help="NPU or GPU index")
     parser.add_argument("--soc_version", default="Ascend310P3", help="aie only")
     parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
+    parser.add_argument("--aie_optimization_level", type=int, default=0,
+                        help="aie only: torch_aie.compile's optimization_level (0, as the Ascend guide compiles it)")
+    parser.add_argument("--allow_tensor_replace_int", action=argparse.BooleanOptionalAction, default=True,
+                        help="aie only: run the model's int64 tensors as int32, as the Ascend guide does")
     parser.add_argument("--threads", type=int, help="CPU backends: intra-op threads (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
     add_shard_arguments(parser)
@@ -31,6 +36,7 @@ def main() -> None:
         batch_size=args.batch_size, backend=args.backend, warmup_runs=args.warmup_runs, timed_runs=args.timed_runs,
         max_samples=args.max_samples, device_id=args.device_id, soc_version=args.soc_version,
         precision_policy=args.precision_policy, threads=args.threads, overwrite=args.overwrite,
+        aie_optimization_level=args.aie_optimization_level, allow_tensor_replace_int=args.allow_tensor_replace_int,
         shard=args.shard, merge=args.merge,
     )  # fmt: skip
 

@@ -22,7 +22,7 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
-from wav2vec2_pipeline.core import transcribe
+from wav2vec2_pipeline.core import calibration, transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
 from wav2vec2_pipeline.librispeech import find_utterances
@@ -33,7 +33,7 @@ from wav2vec2_pipeline.scoring import UPPER, corpus_cer, corpus_wer, text_normal
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = {"8001": "seen voices, <= 6.2 s", "8002": "unseen voices, <= 6.2 s", "8003": "15-25 s"}
-BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8")
 
 
 def eager_alone(model: Wav2Vec2ForCTC, audio: dict[str, np.ndarray], fe, vocab) -> dict[str, str]:
@@ -81,10 +81,15 @@ def main() -> None:
         check_trace(model, traced, MAX_SAMPLES)
         save_torchscript(traced, traced_path)
         for name in BACKENDS:
-            backend = create_backend(name, DeviceOptions())
-            backend.load(traced_path)
             layouts = (("100000-sample window, chunk", window), ("--bucket, chunk", buckets), ("--exact, chunk", exact))
+            backend = None
             for label, layout in layouts:
+                if backend is None or backend.needs_calibration:  # calibrated on the rows of this layout
+                    backend = create_backend(name, DeviceOptions())
+                    if backend.needs_calibration:
+                        backend.calibration = calibration(audio, batch_size=args.batch_size, layout=layout,
+                                                          feature_extractor=fe)  # fmt: skip
+                    backend.load(traced_path)
                 rows[f"{name}, {label}"] = transcribe(audio, backend, batch_size=args.batch_size, layout=layout,
                                                       feature_extractor=fe, vocab=vocab)  # fmt: skip
     header = " | ".join(f"{name} ({SETS[name]})" if name in SETS else name for name in by_set)

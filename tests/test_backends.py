@@ -1,6 +1,8 @@
 """Backends by name; the aie adapter is checked against a stand-in torch_aie module (no NPU runs here)."""
 
+import shutil
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,17 +60,29 @@ def stand_in_torch_aie(monkeypatch) -> StandInTorchAie:
     return stand_in
 
 
-def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand_in_torch_aie, traced_path) -> None:
+@pytest.fixture
+def own_traced(tmp_path, traced_path) -> Path:
+    """traced.pth in a dir of this test's own: compiled models are saved beside it."""
+    shutil.copy(traced_path, tmp_path / "traced.pth")
+    return tmp_path / "traced.pth"
+
+
+def compile_calls(stand_in: StandInTorchAie) -> list[dict]:
+    return [call[1] for call in stand_in.calls if call[0] == "compile"]
+
+
+def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand_in_torch_aie, own_traced) -> None:
     backend = create_backend("aie", DeviceOptions(device_id=1))
-    backend.load(traced_path)
+    backend.load(own_traced)
     for shape in ((4, 16_000), (4, 32_000), (4, 16_000)):  # one compile per distinct static shape
         backend.prepare(shape)
-    compile_calls = [call[1] for call in stand_in_torch_aie.calls if call[0] == "compile"]
-    assert compile_calls == [
+    assert compile_calls(stand_in_torch_aie) == [
         {
             "inputs": [{"shape": shape, "dtype": torch.float32}],
             "precision_policy": "precision-FP16",
             "soc_version": "Ascend310P3",
+            "optimization_level": 0,  # as the Ascend guide compiles this model
+            "allow_tensor_replace_int": True,
         }
         for shape in ((4, 16_000), (4, 32_000))
     ]
@@ -79,15 +93,42 @@ def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand
     assert stand_in_torch_aie.calls[-3:] == [("enter stream",), ("exit stream",), ("synchronize",)]
 
 
-def test_aie_precision_policy_and_soc_are_options(stand_in_torch_aie, traced_path) -> None:
-    backend = AieBackend(DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32"))
-    backend.load(traced_path)
+def test_aie_precision_policy_soc_and_compile_options_are_options(stand_in_torch_aie, own_traced) -> None:
+    options = DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32", optimization_level=2,
+                            allow_tensor_replace_int=False)  # fmt: skip
+    backend = AieBackend(options)
+    backend.load(own_traced)
     backend.prepare((1, 16_000))
-    (compile_call,) = [call for call in stand_in_torch_aie.calls if call[0] == "compile"]
-    assert compile_call[1]["precision_policy"] == "precision-FP32"
-    assert compile_call[1]["soc_version"] == "Ascend310P1"
+    (call,) = compile_calls(stand_in_torch_aie)
+    assert (call["precision_policy"], call["soc_version"]) == ("precision-FP32", "Ascend310P1")
+    assert (call["optimization_level"], call["allow_tensor_replace_int"]) == (2, False)
+    assert backend.key_options() == ["Ascend310P1", "FP32", "optimization_level=2", "allow_tensor_replace_int=False"]
     with pytest.raises(PipelineError, match=r"BF99 is not a torch_aie\.PrecisionPolicy"):
-        AieBackend(DeviceOptions(precision_policy="BF99")).load(traced_path)
+        AieBackend(DeviceOptions(precision_policy="BF99")).load(own_traced)
+
+
+def test_aie_saves_each_compiled_shape_and_a_later_run_loads_it_instead_of_compiling(
+    stand_in_torch_aie, own_traced
+) -> None:
+    first = AieBackend(DeviceOptions())
+    first.load(own_traced)
+    first.prepare((2, 16_000))
+    saved = sorted(own_traced.parent.glob("traced.aie-*.ts"))
+    assert len(compile_calls(stand_in_torch_aie)) == 1 and len(saved) == 1
+
+    later = AieBackend(DeviceOptions())  # a later run, or another shard worker
+    later.load(own_traced)
+    later.prepare((2, 16_000))
+    assert len(compile_calls(stand_in_torch_aie)) == 1, "loaded from the saved file, not compiled again"
+    batch = torch.randn(2, 16_000)
+    torch.testing.assert_close(later.forward(batch), first.forward(batch))
+
+    for other in (DeviceOptions(precision_policy="FP32"), DeviceOptions(soc_version="Ascend910B3")):
+        backend = AieBackend(other)  # anything the compile depended on names another file
+        backend.load(own_traced)
+        backend.prepare((2, 16_000))
+    later.prepare((4, 16_000))
+    assert len(compile_calls(stand_in_torch_aie)) == 4 and len(list(own_traced.parent.glob("traced.aie-*.ts"))) == 4
 
 
 def test_aie_without_torch_aie_says_so_and_names_the_other_backends(monkeypatch, traced_path) -> None:
@@ -96,17 +137,55 @@ def test_aie_without_torch_aie_says_so_and_names_the_other_backends(monkeypatch,
         create_backend("aie", DeviceOptions()).load(traced_path)
 
 
-def test_auto_prefers_aie_then_cuda_then_onnxruntime_then_torchscript(monkeypatch) -> None:
+def test_auto_prefers_aie_then_cuda_then_the_cpu_default(monkeypatch) -> None:
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: False))
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: False))
-    monkeypatch.setattr(backends.OnnxRuntimeBackend, "available", classmethod(lambda cls: False))
+    monkeypatch.setattr(backends, "cpu_default", lambda flags, installed: "torchscript")
     assert create_backend("auto", DeviceOptions()).name == "torchscript"
-    monkeypatch.setattr(backends.OnnxRuntimeBackend, "available", classmethod(lambda cls: True))
-    assert create_backend("auto", DeviceOptions()).name == "onnxruntime"
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: True))
     assert create_backend("auto", DeviceOptions()).name == "cuda"
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: True))
     assert create_backend("auto", DeviceOptions()).name == "aie"
+
+
+@pytest.mark.parametrize(
+    ("flags", "installed", "expected"),
+    [
+        ({"avx512f", "avx512_vnni", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # this machine
+        ({"avx2", "amx_int8", "amx_bf16"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Sapphire Rapids
+        ({"avx512f", "avx512_vnni"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Cascade Lake: no bf16
+        ({"avx2", "avx_vnni"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Alder Lake
+        ({"avx512f", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-bf16"),  # bf16 without int8 dot products
+        ({"avx2", "fma"}, {"openvino", "onnxruntime"}, "onnxruntime"),  # neither: fp32
+        ({"avx512_vnni", "avx512_bf16"}, {"onnxruntime"}, "onnxruntime"),  # no openvino installed
+        (set(), set(), "torchscript"),
+    ],
+)
+def test_the_cpu_default_follows_the_cpu_flags(flags, installed, expected) -> None:
+    assert backends.cpu_default(frozenset(flags), installed.__contains__) == expected
+
+
+@pytest.mark.parametrize(("flags", "precision"), [({"avx512_vnni", "avx512_bf16"}, "bf16"), ({"avx512_vnni"}, "f32")])
+def test_int8_runs_its_float_ops_in_bf16_only_where_the_cpu_has_it(monkeypatch, flags, precision) -> None:
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
+    backend = create_backend("openvino-int8", DeviceOptions())
+    backend.calibration = backends.Calibration("k" * 64, list)
+    assert backend.precision == precision and backend.key_options()[-1] == f"float ops {precision}"
+
+
+def test_bf16_on_a_cpu_without_it_names_the_flags_it_needs(monkeypatch, traced_path) -> None:
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    assert not backends.OpenVinoBf16Backend.available()
+    with pytest.raises(PipelineError, match=r"^--backend openvino-bf16 needs a CPU with avx512_bf16 or amx_bf16 "):
+        create_backend("openvino-bf16", DeviceOptions()).load(traced_path)
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
+    flags = backends.cpu_flags()
+    if Path("/proc/cpuinfo").is_file():
+        assert "fpu" in flags or "fp" in flags or "asimd" in flags, "x86 or arm flags"
+    else:
+        assert flags == frozenset()
 
 
 def test_unknown_backend_lists_the_choices() -> None:

@@ -1,8 +1,11 @@
 """Where the TorchScript module runs: one interface, one small class per backend, chosen by name."""
 
+import functools
 import importlib
 import importlib.util
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -12,8 +15,16 @@ import numpy as np
 import torch
 
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.export import load_torchscript, model_sha256, onnx_int8_model, onnx_model
+from wav2vec2_pipeline.export import (
+    load_torchscript,
+    model_sha256,
+    onnx_int8_model,
+    onnx_model,
+    openvino_int8_model,
+    torchscript_sibling,
+)
 from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
+from wav2vec2_pipeline.provenance import digest, locked
 
 DeviceBatch = torch.Tensor | np.ndarray
 """A batch where the backend computes on it: a tensor on its device, or an array for ONNX Runtime."""
@@ -27,12 +38,41 @@ class DeviceOptions:
     """torch_aie only: a name of torch_aie.PrecisionPolicy."""
     threads: int | None = None
     """CPU backends: intra-op threads (None: the library's default, one per core)."""
+    optimization_level: int = 0
+    """torch_aie only: as the Ascend guide compiles this model."""
+    allow_tensor_replace_int: bool = True
+    """torch_aie only: run the model's int64 tensors as int32, as the Ascend guide compiles this model."""
 
     def __post_init__(self) -> None:
         if self.device_id < 0:
             raise PipelineError(f"--device_id must be 0 or more, got {self.device_id}")
+        if self.optimization_level < 0:
+            raise PipelineError(f"--aie_optimization_level must be 0 or more, got {self.optimization_level}")
         if self.threads is not None and self.threads < 1:
             raise PipelineError(f"--threads must be at least 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Speech that a quantised model takes its activation scales from, and a digest of it: the quantised model
+    depends on it, so it names the cached model and keys the logits."""
+
+    key: str
+    rows: Callable[[], Iterable[np.ndarray]]
+    """Each [1, samples] float32, normalised as the model's input."""
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them; elsewhere none, so no CPU-specific path is assumed."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 class Backend(ABC):
@@ -41,9 +81,30 @@ class Backend(ABC):
     name: ClassVar[str]
     static_shapes: ClassVar[bool] = False
     """Compiled for one input shape, so every bin must be run whole, pad rows included."""
+    cpu_flags_needed: ClassVar[tuple[str, ...]] = ()
+    """Any one of these CPU flags: the instructions the backend's precision runs on."""
 
     def __init__(self, options: DeviceOptions) -> None:
         self.options = options
+        self.calibration: Calibration | None = None
+        """Set before `load` for a backend whose `needs_calibration`."""
+
+    needs_calibration: ClassVar[bool] = False
+
+    @classmethod
+    def cpu_supports(cls, flags: frozenset[str]) -> bool:
+        return not cls.cpu_flags_needed or not flags.isdisjoint(cls.cpu_flags_needed)
+
+    def check_cpu(self) -> None:
+        if not self.cpu_supports(cpu_flags()):
+            raise PipelineError(
+                f"--backend {self.name} needs a CPU with {' or '.join(self.cpu_flags_needed)} (not among this CPU's "
+                "flags in /proc/cpuinfo); use --backend auto, which takes the fastest path this CPU has"
+            )
+
+    def key_options(self) -> list[str] | None:
+        """What besides the model and input decides this backend's logits (None: nothing)."""
+        return None
 
     @classmethod
     @abstractmethod
@@ -159,6 +220,73 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
         return onnx_int8_model(super().onnx_model(torchscript_path))
 
 
+class OpenVinoBackend(Backend):
+    """OpenVINO's CPU plugin on the same ONNX export (free batch and length axes), fp32. The plugin runs bf16
+    by default wherever the CPU has it, so fp32 is asked for explicitly."""
+
+    name = "openvino"
+    precision = "f32"
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("openvino") is not None and cls.cpu_supports(cpu_flags())
+
+    def load(self, torchscript_path: Path) -> None:
+        if importlib.util.find_spec("openvino") is None:
+            raise PipelineError(f"--backend {self.name} needs openvino: pip install -r requirements.txt")
+        self.check_cpu()
+        import openvino
+
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+        if self.options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.options.threads
+        compiled = openvino.Core().compile_model(str(self.model_path(torchscript_path)), "CPU", config)
+        self.request = compiled.create_infer_request()
+
+    def model_path(self, torchscript_path: Path) -> Path:
+        return onnx_model(torchscript_path, model_sha256(torchscript_path))
+
+    def to_device(self, batch: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: batch})[0]
+
+    def to_host(self, logits: np.ndarray) -> np.ndarray:
+        return logits
+
+
+class OpenVinoBf16Backend(OpenVinoBackend):
+    """OpenVINO with bf16 matrix products (fp32 accumulation), on CPUs with native bf16 instructions only:
+    elsewhere the plugin would emulate them, slower than fp32."""
+
+    name = "openvino-bf16"
+    precision = "bf16"
+    cpu_flags_needed = ("avx512_bf16", "amx_bf16")
+
+
+class OpenVinoInt8Backend(OpenVinoBackend):
+    """OpenVINO on the model quantised by NNCF (int8 weights and activations, scales calibrated on speech of
+    the run itself); the ops left in floating point, the feature encoder among them, run bf16 where the CPU has
+    it (as accurate on the trained model, and twice as fast), fp32 elsewhere."""
+
+    name = "openvino-int8"
+    needs_calibration = True
+
+    def __init__(self, options: DeviceOptions) -> None:
+        super().__init__(options)
+        self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
+
+    def model_path(self, torchscript_path: Path) -> Path:
+        if self.calibration is None:
+            raise PipelineError(f"--backend {self.name} needs speech to calibrate on; none was given")
+        return openvino_int8_model(super().model_path(torchscript_path), self.calibration.key, self.calibration.rows)
+
+    def key_options(self) -> list[str]:
+        assert self.calibration is not None, "set before the run key is made"
+        return [f"nncf calibration {self.calibration.key}", f"float ops {self.precision}"]
+
+
 class CudaBackend(TorchScriptBackend):
     """The same traced module on an NVIDIA GPU, fp32."""
 
@@ -179,6 +307,19 @@ class CudaBackend(TorchScriptBackend):
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
+
+
+class CudaFp16Backend(CudaBackend):
+    """The traced module with fp16 weights on the GPU: inputs cast to fp16 on the way in, logits back to fp32."""
+
+    name = "cuda-fp16"
+
+    def load(self, torchscript_path: Path) -> None:
+        super().load(torchscript_path)
+        self.module = self.module.half()
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        return super().to_device(batch).half()
 
 
 def import_torch_aie() -> ModuleType:
@@ -216,16 +357,37 @@ class AieBackend(Backend):
         self.device = f"npu:{self.options.device_id}"
         self.stream = self.torch_aie.npu.Stream(self.device)
         self.traced = load_torchscript(torchscript_path, "cpu")
+        self.torchscript_path = torchscript_path
+        self.model_sha256 = model_sha256(torchscript_path)
         self.compiled: dict[tuple[int, ...], torch.jit.ScriptModule] = {}
 
+    def key_options(self) -> list[str]:
+        o = self.options
+        return [o.soc_version, o.precision_policy, f"optimization_level={o.optimization_level}",
+                f"allow_tensor_replace_int={o.allow_tensor_replace_int}"]  # fmt: skip
+
     def prepare(self, input_shape: tuple[int, int]) -> None:
-        if input_shape not in self.compiled:
-            self.compiled[input_shape] = self.torch_aie.compile(
-                self.traced,
-                inputs=[self.torch_aie.Input(input_shape, dtype=torch.float32)],
-                precision_policy=self.precision,
-                soc_version=self.options.soc_version,
-            )
+        """Compile for `input_shape` (minutes on the device), or load the module an earlier run compiled and
+        saved beside traced.pth, named by everything the compile depended on."""
+        if input_shape in self.compiled:
+            return
+        version = getattr(self.torch_aie, "__version__", "unknown")
+        key = digest([self.model_sha256, list(input_shape), self.key_options(), version])
+        path = torchscript_sibling(self.torchscript_path, f"aie-{key[:16]}.ts")
+        with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):  # shard workers: one compiles
+            if not path.is_file():
+                compiled = self.torch_aie.compile(
+                    self.traced,
+                    inputs=[self.torch_aie.Input(input_shape, dtype=torch.float32)],
+                    precision_policy=self.precision,
+                    soc_version=self.options.soc_version,
+                    optimization_level=self.options.optimization_level,
+                    allow_tensor_replace_int=self.options.allow_tensor_replace_int,
+                )
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                torch.jit.save(compiled, str(tmp))
+                os.replace(tmp, path)
+            self.compiled[input_shape] = torch.jit.load(str(path))
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(self.device)
@@ -242,17 +404,38 @@ BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
     for cls in (
         AieBackend, CudaBackend, OnnxRuntimeBackend, TorchScriptBackend, FrozenTorchScriptBackend,
-        OnnxRuntimeInt8Backend,
+        OnnxRuntimeInt8Backend, OpenVinoBackend, OpenVinoBf16Backend, OpenVinoInt8Backend, CudaFp16Backend,
     )
 }  # fmt: skip
-"""In the order `auto` tries them. On a CPU it takes onnxruntime, the fastest fp32 path (README, 'CPU
-performance'), and torchscript where onnxruntime is not installed; it never takes an opt-in variant."""
 assert tuple(BACKENDS) == BACKEND_NAMES, "inference.BACKEND_NAMES lists the backends for the command line"
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""int8 dot-product instructions: without them int8 runs on plain AVX2/AVX-512 and loses most of its speed."""
+
+
+def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
+    """The fastest CPU path whose CER on the trained model's test set is within 0.5 points of fp32 (README,
+    'Accuracy on a trained model'), by what this CPU has: int8 where it has int8 dot products (its float ops
+    bf16 where the CPU has that too), else bf16 where it has bf16, else fp32."""
+    if installed("openvino") and not flags.isdisjoint(INT8_FLAGS):
+        return OpenVinoInt8Backend.name
+    if installed("openvino") and OpenVinoBf16Backend.cpu_supports(flags):
+        return OpenVinoBf16Backend.name
+    return OnnxRuntimeBackend.name if installed("onnxruntime") else TorchScriptBackend.name
+
+
+def resolve(name: str) -> str:
+    """`auto`: an NPU where torch_aie imports, else a GPU where torch sees one, else `cpu_default`."""
+    if name != AUTO:
+        return name
+    if AieBackend.available():
+        return AieBackend.name
+    if CudaBackend.available():
+        return CudaBackend.name
+    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)
 
 
 def create_backend(name: str, options: DeviceOptions) -> Backend:
-    if name == AUTO:
-        name = next(candidate for candidate, cls in BACKENDS.items() if cls.available())
+    name = resolve(name)
     if name not in BACKENDS:
         raise PipelineError(f"unknown backend {name!r}; choose one of {AUTO}, {', '.join(BACKENDS)}")
     return BACKENDS[name](options)

@@ -14,14 +14,15 @@ import numpy as np
 from wav2vec2_pipeline.audio import fit_length, normalize
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.inference import run_batch
+from wav2vec2_pipeline.inference import calibration_bins, run_batch
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 from wav2vec2_pipeline.planning import Bin, Layout, plan_bins, stitch
+from wav2vec2_pipeline.provenance import bytes_sha256, digest
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from wav2vec2_pipeline.backends import Backend
+    from wav2vec2_pipeline.backends import Backend, Calibration
 
 
 def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.ndarray]) -> np.ndarray:
@@ -30,6 +31,24 @@ def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.
     for index, row in enumerate(bin_.rows):
         rows[index] = fit_length(normalized_audio(row.utt_id)[row.start :], bin_.samples)
     return rows
+
+
+def calibration(
+    audio: Mapping[str, np.ndarray], *, batch_size: int, layout: Layout, feature_extractor: "Wav2Vec2FeatureExtractor"
+) -> "Calibration":
+    """The speech a quantised backend calibrates on when it transcribes `audio`: the rows of the bins compile.py
+    would calibrate on (`inference.calibration_of`)."""
+    from wav2vec2_pipeline.backends import Calibration
+
+    picked = calibration_bins(plan_bins({u: len(a) for u, a in audio.items()}, batch_size, layout).bins)
+
+    def rows() -> Iterator[np.ndarray]:
+        for bin_ in picked:
+            batch = make_batch(bin_, batch_size, lambda utt_id: normalize(audio[utt_id], feature_extractor))
+            yield from (row[None] for row in batch[: len(bin_.rows)])
+
+    key = [[(bytes_sha256(audio[r.utt_id].tobytes()), r.start) for r in b.rows] for b in picked]
+    return Calibration(digest([key, feature_extractor.to_dict()]), rows)
 
 
 def transcribe(

@@ -9,10 +9,10 @@ is created.
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -41,17 +41,21 @@ from wav2vec2_pipeline.provenance import bytes_sha256, digest, file_sha256
 from wav2vec2_pipeline.resources import check_fits, peak_rss_mib
 
 if TYPE_CHECKING:
-    from wav2vec2_pipeline.backends import Backend
+    from wav2vec2_pipeline.backends import Backend, Calibration
     from wav2vec2_pipeline.export import ExportRecord
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
 MAX_RUNS = 100_000
 """Warm-up or timed runs beyond this are a typo, not a measurement (each takes a second on a CPU)."""
+CALIBRATION_BINS = 4
+"""Bins whose speech calibrates a quantised model: with batch size 8, 32 rows, about 3-4 minutes of speech."""
 MAX_STATIC_SHAPES = 16
 """A static-shape backend compiles per shape (minutes each on an NPU): more shapes than this is a layout mistake."""
+T = TypeVar("T")
 AUTO = "auto"
-BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8")
+BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8", "openvino",
+                 "openvino-bf16", "openvino-int8", "cuda-fp16")
 """In the order `auto` tries them (backends.BACKENDS holds the classes)."""
 
 
@@ -69,6 +73,8 @@ class CompileOptions:
     soc_version: str = "Ascend310P3"
     precision_policy: str = "FP16"
     threads: int | None = None
+    aie_optimization_level: int = 0
+    allow_tensor_replace_int: bool = True
     overwrite: bool = False
     shard: Shard | None = None
     """Run only this worker's bins and write a shard record (no manifest, no throughput)."""
@@ -86,6 +92,8 @@ class CompileOptions:
                                                f"their mean), got {self.timed_runs}"),
             (self.max_samples >= 1, f"--max_samples must be positive, got {self.max_samples}"),
             (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
+            (self.aie_optimization_level >= 0, f"--aie_optimization_level must be 0 or more, got "
+                                               f"{self.aie_optimization_level}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS,
              f"--threads must be between 1 and {MAX_THREADS} ({os.cpu_count()} cores here), got {self.threads}"),
         )  # fmt: skip
@@ -162,6 +170,26 @@ def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, 
         backend.synchronize()
         run_s.append(time.perf_counter() - start)
     return Throughput(list(batch.shape), warmup_runs, run_s)
+
+
+def calibration_bins(bins: Sequence[T]) -> list[T]:
+    """Up to CALIBRATION_BINS of `bins`, spread evenly over the plan."""
+    return [bins[i] for i in sorted({round(x) for x in np.linspace(0, len(bins) - 1, CALIBRATION_BINS)})]
+
+
+def calibration_of(input_dir: Path, bins: list[BinRecord]) -> "Calibration":
+    """The speech rows of the calibration bins (bucketed plans are sorted by length, so every length is seen):
+    the same for every shard of a run, so one quantised model serves them all."""
+    from wav2vec2_pipeline.backends import Calibration
+
+    picked = calibration_bins(bins)
+
+    def rows() -> Iterator[np.ndarray]:
+        for record in picked:
+            batch = as_array(read_bytes(input_dir / record.name, record.shape, "Re-run preprocess."), record.shape)
+            yield from (row[None] for row in batch[: record.rows_used or record.shape[0]])
+
+    return Calibration(digest([b.sha256 for b in picked]), rows)
 
 
 @dataclass(frozen=True)
@@ -280,7 +308,8 @@ def compile_bins(
     longest = max(record.shape[1] for record in inputs.bins)
     what = f"a batch of {options.batch_size} x {longest} samples"
     check_fits(geometry.least_bytes(options.batch_size, longest), what, "Preprocess with a smaller --batch_size.")
-    device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads)
+    device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads,
+                           options.aie_optimization_level, options.allow_tensor_replace_int)  # fmt: skip
     backend = backend or create_backend(options.backend, device)
     shapes = dict.fromkeys(tuple(b.shape) for b in inputs.bins)
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
@@ -288,7 +317,9 @@ def compile_bins(
             f"--backend {backend.name} compiles one model per input shape, and the bins in {input_dir} have "
             f"{len(shapes)} (preprocess --exact?): preprocess with --bucket (a few lengths) or one --max_samples"
         )
-    backend_options = [device.soc_version, device.precision_policy] if backend.name == "aie" else None
+    if backend.needs_calibration:
+        backend.calibration = calibration_of(input_dir, inputs.bins)
+    backend_options = backend.key_options()
     run_key = logits_run_key(model_sha, inputs.run_key, backend.name, backend_options)
     run_dir = RunDir(output_dir, LogitsManifest, options.shard)
     for preprocess_cache in (input_dir / DIGEST_CACHE, *input_dir.glob(".digests-shard-*.json")):

@@ -80,12 +80,12 @@ def outcomes(plan: Plan) -> dict[str, str]:
     return {utt_id: outcome for outcome, ids in named.items() for utt_id in ids}
 
 
-def check_paths(source: Path, output_dir: Path, data_path: Path) -> None:
-    for flag, path in (("--output", output_dir), ("--data_path", data_path)):
+def check_paths(source: Path, output_dir: Path, data_path: Path, output_flag: str = "--output") -> None:
+    for flag, path in ((output_flag, output_dir), ("--data_path", data_path)):
         if path.exists() and not path.is_dir():
             raise PipelineError(f"{flag} {path} is a file; pass a dir (it is created if missing)")
     if output_dir.resolve() == source.resolve():
-        raise PipelineError(f"--output {output_dir} is the input dir; write the bins to a dir of their own")
+        raise PipelineError(f"{output_flag} {output_dir} is the input dir; write the bins to a dir of their own")
 
 
 def up_to_date(

@@ -1,0 +1,226 @@
+"""The Ray Data driver: both modes byte-identical to the four-stage path, re-runs that run only what is missing,
+an actor killed and a node removed mid-run, and bad options refused in one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SHARED_DATA, run_script
+
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-ray.txt")
+
+from wav2vec2_pipeline.distributed import ClusterOptions, ModelActor, ray_init_args, run_audio, run_bins  # noqa: E402
+from wav2vec2_pipeline.errors import PipelineError  # noqa: E402
+from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options  # noqa: E402
+
+MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech" / "test-clean"
+CPU = ("--backend", "torchscript", "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)
+ONE_THREAD = ClusterOptions(actors=2, threads_per_actor=1, bins_per_task=1)
+
+
+def files(directory: Path, pattern: str = "*.bin") -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob(pattern))}
+
+
+def four_stages(dataset_dir: Path, work: Path, batch_size: int, traced: Path, model_dir: Path, *layout: object) -> dict:
+    """preprocess + compile.py + postprocess, as a user types them; returns the report."""
+    run_script("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", batch_size, "--output", work / "in",
+               "--data_path", work / "data", "--pytorch_model_dir", model_dir, *layout)  # fmt: skip
+    run_script("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
+               "--torchscript_path", traced, *CPU)  # fmt: skip
+    return postprocess(work / "out", work / "data", batch_size)
+
+
+def postprocess(logits_dir: Path, data_path: Path, batch_size: int) -> dict:
+    run_script("wav2vec2_postprocess.py", "--input", logits_dir, "--batch_size", batch_size, "--data_path", data_path)
+    return json.loads((data_path / f"report_bs{batch_size}.json").read_text())
+
+
+def layout_options(dataset_dir: Path, batch_size: int, model_dir: Path, *layout: str):
+    """PreprocessOptions from the command-line options, parsed as the scripts parse them."""
+    from wav2vec2_pipeline.errors import ArgumentParser
+
+    parser = ArgumentParser()
+    add_input_arguments(parser)
+    add_layout_arguments(parser)
+    parser.add_argument("--batch_size", type=int)
+    args = parser.parse_args(["--input", str(dataset_dir), "--batch_size", str(batch_size),
+                              "--pytorch_model_dir", str(model_dir), *layout])  # fmt: skip
+    return preprocess_options(args)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the tests of this module that need no cluster of their own (starting one takes seconds)."""
+    ray.init(**ray_init_args(ONE_THREAD))
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_both_modes_equal_the_four_stage_path_byte_for_byte(
+    tmp_path, dataset, traced_path, tiny_model_dir, local_ray
+) -> None:
+    layout = ("--long_audio", "chunk", "--exact")  # bins of several lengths
+    four = four_stages(dataset[0], tmp_path / "four", 2, traced_path, tiny_model_dir, *layout)
+
+    from_bins, runner = run_bins(tmp_path / "four" / "in", tmp_path / "a", traced_path, 2, "torchscript", ONE_THREAD,
+                                 "test")  # fmt: skip
+    assert files(tmp_path / "a") == files(tmp_path / "four" / "out") and len(files(tmp_path / "a")) == 4
+    assert files(tmp_path / "a" / ".bins", "batch_*.json") == files(tmp_path / "four" / "out" / ".bins", "batch_*.json")
+    expected = json.loads((tmp_path / "four" / "out" / "manifest.json").read_text())
+    assert from_bins.manifest.run_key == expected["run_key"] and from_bins.manifest.throughput is None
+    rows = expected["stage"]["rows_run"]
+    assert sum(f.bins for f in runner.actors.values()) == 4 and from_bins.stage.rows_run == rows
+
+    options = layout_options(dataset[0], 2, tiny_model_dir, *layout)
+    fused, runner = run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "torchscript",
+                              ONE_THREAD, "test")  # fmt: skip
+    assert files(tmp_path / "b") == files(tmp_path / "four" / "out")
+    assert files(tmp_path / "b" / ".bins", "batch_*.json") == files(tmp_path / "four" / "out" / ".bins", "batch_*.json")
+    assert files(tmp_path / "b_data", "*.json") == files(tmp_path / "four" / "data", "batch_i_*.json")
+    assert files(tmp_path / "b_data", "*.txt") == files(tmp_path / "four" / "data", "*.txt")
+    assert not list((tmp_path / "b").glob("**/input*.bin")) and fused.manifest.run_key == expected["run_key"]
+    assert postprocess(tmp_path / "b", tmp_path / "b_data", 2) == four
+
+    # a re-run runs only what is missing: a logits bin lost, another bin's record lost
+    (tmp_path / "b" / "batch_1.bin").unlink()
+    (tmp_path / "b" / ".bins" / "batch_3.bin.json").unlink()
+    again, runner = run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "torchscript",
+                              ONE_THREAD, "test")  # fmt: skip
+    assert again.stage.bins_run == 2 and sum(f.bins for f in runner.actors.values()) == 2
+    assert files(tmp_path / "b") == files(tmp_path / "four" / "out")
+    finished, _ = run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "torchscript",
+                            ONE_THREAD, "test")  # fmt: skip
+    assert finished.up_to_date and finished.manifest == again.manifest
+
+    # the script, as a user runs it, on the same Ray (--address)
+    printed = run_script("wav2vec2_distributed.py", "--address", local_ray, "--input", dataset[0], "--data_path",
+                         tmp_path / "c_data", "--output_path", tmp_path / "c", "--torchscript_path", traced_path,
+                         "--batch_size", 2, "--pytorch_model_dir", tiny_model_dir, *layout, "--backend", "torchscript",
+                         "--threads_per_actor", 1, "--actors", 2).stdout  # fmt: skip
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith(f"{rows} rows, ") and "audio seconds per wall second" in last and "per actor: " in last
+    assert files(tmp_path / "c") == files(tmp_path / "four" / "out")
+    assert postprocess(tmp_path / "c", tmp_path / "c_data", 2) == four
+
+
+def dies_once(marker: Path) -> type:
+    """A model actor that kills its own process on its second call, once per test (the marker survives restarts)."""
+
+    class DiesOnce(ModelActor):
+        calls = 0
+
+        def __call__(self, batch):
+            self.calls += 1
+            if self.calls == 2 and not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)
+            return super().__call__(batch)
+
+    return DiesOnce
+
+
+def test_an_actor_killed_mid_run_is_restarted_and_the_bins_equal_a_clean_run(
+    tmp_path, dataset, traced_path, local_ray
+) -> None:
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+               "--torchscript_path", traced_path, *CPU)  # fmt: skip
+    marker = tmp_path / "killed"
+    cluster = ClusterOptions(actors=1, threads_per_actor=1, bins_per_task=1)
+    result, runner = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", cluster, "test",
+                              actor=dies_once(marker))  # fmt: skip
+    assert marker.exists()  # it did die, after its first bin
+    assert result.manifest is not None and result.stage.bins_run == 8
+    assert len(runner.actors) == 2  # the restarted actor is another process
+    assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8
+
+
+def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, dataset, traced_path, local_ray) -> None:
+    """Head without CPUs, two worker nodes with one actor each; one node is removed after the first bin comes back
+    (and, as an autoscaler would, another joins). The job finishes, or a re-run runs only the missing bins."""
+    from ray.cluster_utils import Cluster
+
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+               "--torchscript_path", traced_path, "--backend", "torchscript", "--threads", 2, "--warmup_runs", 0,
+               "--timed_runs", 1)  # fmt: skip
+    ray.shutdown()  # this test brings its own cluster; local_ray's teardown finds nothing to stop
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, runtime_env=ray_init_args(ONE_THREAD)["runtime_env"])
+        options = ClusterOptions(actors=2, threads_per_actor=2, bins_per_task=1)  # 2 CPUs each: one actor per node
+        removed = []
+
+        def remove_a_node(name: str) -> None:
+            if not removed:
+                removed.append(name)
+                cluster.remove_node(workers[0])
+                cluster.add_node(num_cpus=2)
+
+        try:
+            first, _ = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test",
+                                on_result=remove_a_node)  # fmt: skip
+            finished_first = True
+        except PipelineError as error:
+            assert "run the same command again" in str(error)
+            finished_first = False
+        assert removed
+        done_before = len(list((tmp_path / "out" / ".bins").glob("batch_*.json")))
+        if not finished_first:
+            second, _ = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test")
+            assert second.stage.bins_run == 8 - done_before  # only what was missing
+        else:
+            assert first.stage.bins_run == 8
+        assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
+def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
+    tmp_path, traced_path, tiny_model_dir, local_ray
+) -> None:
+    layout = ("--long_audio", "chunk", "--exact")
+    four = four_stages(MINI, tmp_path / "four", 4, traced_path, tiny_model_dir, *layout)
+    options = layout_options(MINI, 4, tiny_model_dir, *layout)
+    run_audio(MINI, tmp_path / "out", tmp_path / "data", traced_path, options, "torchscript", ONE_THREAD, "test")
+    fused = postprocess(tmp_path / "out", tmp_path / "data", 4)
+    assert len(fused["utterances"]) == 7
+    for ours, theirs in zip(fused["utterances"], four["utterances"], strict=True):
+        assert ours == theirs, ours["utt_id"]
+    assert fused == four
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--input_path", "x", "--input", "y"), "not both"),
+        ((), "pass --input_path"),
+        (("--input_path", "x", "--exact"), "--exact lays out audio"),
+        (("--input", "x"), "--input needs --data_path"),
+        (("--input_path", "x", "--actors", 0), "--actors must be at least 1"),
+        (("--input_path", "x", "--threads_per_actor", 0), "--threads_per_actor must be between 1"),
+        (("--input_path", "x", "--gpus_per_actor", 1, "--npus_per_actor", 1), "pass one of them"),
+        (("--input_path", "x", "--gpus_per_actor", -1), "--gpus_per_actor must be 0 or more"),
+        (("--input_path", "x", "--backend", "cuda"), "only with --gpus_per_actor"),
+        (("--input_path", "x", "--bins_per_task", 0), "--bins_per_task must be at least 1"),
+        (("--input_path", "x", "--actors", "two"), "invalid int value"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "wav2vec2_distributed.py"), "--batch_size", "1", "--output_path",
+         str(tmp_path / "out"), *map(str, args)], capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

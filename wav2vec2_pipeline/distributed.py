@@ -1,0 +1,500 @@
+"""Stage 3, or stages 1 and 3 fused, on a Ray cluster: a pool of actors each loads the model once and runs bins;
+this process (the driver) plans, checks and writes every file, exactly as the stages would.
+
+From input bins (`run_bins`) it is compile.py's own run (`inference.compile_bins`) with the bins sent to the
+actors instead of a local backend. From audio (`run_audio`) it plans from the audio headers as preprocess does,
+Ray tasks decode and normalise each bin's audio in memory, the actors run the model, and the driver writes the
+logits bins, the batch map and the ground truth that preprocess + compile.py would have written; the input bins
+are never written, only their sha256 (computed from the bytes the model saw), which the map and the logits
+records carry as they would. Ray keeps no order, so everything coming back is keyed by bin name; records and the
+manifest are written here only, so a re-run after any failure runs only the bins not yet complete.
+
+Ray is imported only here, and only once there is a bin to run.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm import tqdm
+
+import wav2vec2_pipeline
+from wav2vec2_pipeline import records
+from wav2vec2_pipeline.batches import MapBin
+from wav2vec2_pipeline.bins import DTYPE, BinRecord, LogitsManifest, RunDir, StageMetrics, as_array, read_bytes
+from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.inference import (
+    MAX_STATIC_SHAPES,
+    MAX_THREADS,
+    BinResult,
+    CompileOptions,
+    CompileResult,
+    compile_bins,
+    logits_key,
+    logits_run_key,
+    put_logits,
+    run_batch,
+    traced_model,
+)
+from wav2vec2_pipeline.model import SAMPLE_RATE
+from wav2vec2_pipeline.planning import Bin, Row
+from wav2vec2_pipeline.preprocess import (
+    PreprocessOptions,
+    bin_speech,
+    check_paths,
+    identify_inputs,
+    normalizer,
+    plan_inputs,
+    up_to_date,
+    write_map_and_truth,
+)
+from wav2vec2_pipeline.provenance import bytes_sha256
+from wav2vec2_pipeline.resources import peak_rss_mib
+
+if TYPE_CHECKING:
+    from wav2vec2_pipeline.audio import Conversion
+    from wav2vec2_pipeline.backends import Backend
+
+ACTOR_RESTARTS = 3
+"""An actor whose process dies (killed, out of memory, its node gone) is restarted this often, and the bins it
+held are retried: enough to ride out a lost node or two, few enough that a model that kills its process on
+every bin stops the run instead of looping (Ray Data's own default is without limit)."""
+TASK_RETRIES = 3
+"""The same for the decoding tasks and for each actor call."""
+INPUTS_DIR = ".inputs"
+"""In the logits dir, fused mode: a record per input bin made in memory (its sha256 and what made it), so a
+re-run knows which logits are complete without decoding the audio again."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterOptions:
+    """Where and how wide the actor pool runs; checked when built, before Ray is started."""
+
+    address: str | None = None
+    """None: RAY_ADDRESS where set, else a local Ray started for this run. `auto` or host:port: a cluster."""
+    actors: int = 1
+    threads_per_actor: int | None = None
+    """CPU backends' intra-op threads in each actor, and the CPUs it reserves (default: Ray's one CPU)."""
+    gpus_per_actor: float = 0.0
+    npus_per_actor: float = 0.0
+    """Ray's "NPU" resource (Ascend; Ray sets ASCEND_RT_VISIBLE_DEVICES in the actor)."""
+    bins_per_task: int = 4
+    """Bins per Ray block and per actor call: each costs a few ms of Ray's own work, so not one each."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.actors >= 1, f"--actors must be at least 1, got {self.actors}"),
+            (self.threads_per_actor is None or 1 <= self.threads_per_actor <= MAX_THREADS,
+             f"--threads_per_actor must be between 1 and {MAX_THREADS}, got {self.threads_per_actor}"),
+            (self.gpus_per_actor >= 0 and math.isfinite(self.gpus_per_actor),
+             f"--gpus_per_actor must be 0 or more, got {self.gpus_per_actor}"),
+            (self.npus_per_actor >= 0 and math.isfinite(self.npus_per_actor),
+             f"--npus_per_actor must be 0 or more, got {self.npus_per_actor}"),
+            (not (self.gpus_per_actor and self.npus_per_actor),
+             "--gpus_per_actor and --npus_per_actor: an actor runs one backend; pass one of them"),
+            (self.bins_per_task >= 1, f"--bins_per_task must be at least 1, got {self.bins_per_task}"),
+            (self.address is None or self.address.strip() != "",
+             "--address is empty: pass auto, a cluster's host:port, or leave it out for a local Ray"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise PipelineError(message)
+
+    @property
+    def cpus_per_actor(self) -> float:
+        return float(self.threads_per_actor or 1)
+
+
+def actor_backend(name: str, cluster: ClusterOptions) -> "Backend":
+    """The backend every actor loads (not loaded here): `auto` is the NPU or GPU backend where actors get one,
+    else what compile.py's auto takes on this machine's CPU. A backend whose device the actors do not get is
+    refused now rather than failing on every actor."""
+    from wav2vec2_pipeline.backends import AieBackend, CudaBackend, DeviceOptions, create_backend
+
+    needs = {AieBackend: ("--npus_per_actor", cluster.npus_per_actor),
+             CudaBackend: ("--gpus_per_actor", cluster.gpus_per_actor)}  # fmt: skip
+    device = DeviceOptions(threads=cluster.threads_per_actor)  # an actor sees its own devices from 0
+    if name == "auto":
+        name = next((cls.name for cls, (_, amount) in needs.items() if amount), name)
+    backend = create_backend(name, device)
+    for cls, (flag, amount) in needs.items():
+        if isinstance(backend, cls) and not amount:
+            raise PipelineError(
+                f"--backend {backend.name} runs on a device that the actors get only with {flag} (e.g. 1); pass it, "
+                "or choose a CPU backend (--backend onnxruntime)"
+            )
+    return backend
+
+
+def ray_init_args(cluster: ClusterOptions) -> dict[str, Any]:
+    """ray.init's arguments: the package shipped to every worker (nodes need not have this checkout), and for a
+    local Ray enough logical CPUs for the actors plus one decoding task, however many cores there are."""
+    address = cluster.address or os.environ.get("RAY_ADDRESS")
+    args: dict[str, Any] = {
+        "runtime_env": {"py_modules": [str(Path(wav2vec2_pipeline.__file__).parent)]},
+        "logging_level": logging.WARNING,
+    }
+    if address:
+        return {**args, "address": address}
+    cpus = max(os.cpu_count() or 1, math.ceil(cluster.actors * cluster.cpus_per_actor) + 1)
+    return {**args, "num_cpus": cpus, "include_dashboard": False}
+
+
+@contextlib.contextmanager
+def connected(cluster: ClusterOptions) -> Iterator[None]:
+    """Ray for the length of a run; where the caller (a test, a notebook) already holds one, that one."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(**ray_init_args(cluster))
+    except ConnectionError as error:
+        raise PipelineError(
+            f"cannot reach a Ray cluster at {cluster.address or os.environ.get('RAY_ADDRESS')}: {error}. Start one "
+            "with `ray start --head`, or leave --address out for a local Ray"
+        ) from error
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def pipeline_error(error: BaseException) -> PipelineError | None:
+    """The PipelineError a Ray error carries from a worker, if any: its one line is the one to show."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, PipelineError):
+            return current
+        todo += [current.__cause__, current.__context__, getattr(current, "cause", None)]
+    return None
+
+
+class ModelActor:
+    """One per actor: the model loaded once, then calls of a few bins each, each bin read from its path (from
+    input bins) or given as bytes (decoded from audio). What comes back is keyed by bin name."""
+
+    def __init__(self, backend: "Backend", torchscript_path: str, batch_size: int) -> None:
+        self.backend = backend
+        self.batch_size = batch_size
+        self.prepared: set[tuple[int, int]] = set()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        backend.load(Path(torchscript_path))
+
+    def run(self, data: bytearray, shape: tuple[int, int], rows_used: int) -> np.ndarray:
+        if shape not in self.prepared:
+            self.backend.prepare(shape)
+            self.prepared.add(shape)
+        return run_batch(self.backend, as_array(data, shape), rows_used)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = {"name": [], "logits": [], "frames": [], "tokens": [], "input_sha256": [],
+                                "actor": [], "busy_s": [], "started": []}  # fmt: skip
+        for index, name in enumerate(batch["name"]):
+            shape = (self.batch_size, int(batch["samples"][index]))
+            if "data" in batch:
+                data = bytearray(batch["data"][index])
+            else:
+                data = read_bytes(Path(batch["path"][index]), shape, "Re-run preprocess.")
+            out["started"].append(time.time())  # wall clock: the driver compares it with its own
+            start = time.perf_counter()
+            logits = self.run(data, shape, int(batch["rows_used"][index]))
+            out["busy_s"].append(time.perf_counter() - start)
+            out["name"].append(str(name))
+            out["logits"].append(np.ascontiguousarray(logits, DTYPE).tobytes())
+            out["frames"].append(logits.shape[1])
+            out["tokens"].append(logits.shape[2])
+            out["input_sha256"].append(bytes_sha256(data))
+            out["actor"].append(self.name)
+        return {key: np.array(values, dtype=object if key == "logits" else None) for key, values in out.items()}
+
+
+def decode_bins(
+    batch: dict[str, np.ndarray], *, batch_size: int, model_dir: str | None, conversion: "Conversion"
+) -> dict[str, np.ndarray]:
+    """A Ray task: each bin's rows decoded and normalised from its audio files, as preprocess would write it."""
+    data = []
+    for rows_json, audio_json, samples in zip(batch["rows"], batch["audio"], batch["samples"], strict=True):
+        rows = [Row(utt_id, start, (first, last)) for utt_id, start, first, last in json.loads(rows_json)]
+        audio = json.loads(audio_json)
+        normalized = normalizer({u: _AudioFile(Path(path)) for u, (path, _) in audio.items()},
+                                {u: length for u, (_, length) in audio.items()},
+                                Path(model_dir) if model_dir else None, conversion)  # fmt: skip
+        from wav2vec2_pipeline.core import make_batch
+
+        batch_rows = make_batch(Bin(int(samples), rows), batch_size, normalized)
+        data.append(np.ascontiguousarray(batch_rows, DTYPE).tobytes())
+    return {"name": batch["name"], "samples": batch["samples"], "rows_used": batch["rows_used"],
+            "data": np.array(data, dtype=object)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _AudioFile:
+    """What `preprocess.normalizer` reads of an utterance: its audio file."""
+
+    audio_path: Path
+
+
+@dataclass
+class ActorFigures:
+    bins: int = 0
+    rows: int = 0
+    speech_s: float = 0.0
+    busy_s: float = 0.0
+    """Inside the model calls, bins' reads and conversions excluded."""
+
+
+@dataclass
+class RayRunner:
+    """Runs bins on the actor pool and gives back their logits as they come (inference.BinRunner). Ray is
+    started only when there is a bin to run."""
+
+    cluster: ClusterOptions
+    torchscript_path: Path
+    backend: "Backend"
+    batch_size: int
+    input_dir: Path | None = None
+    """Input bins are read from here; None: from audio, `items` describe each bin's rows and audio."""
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decode_args: dict[str, Any] = field(default_factory=dict)
+    actor: type = ModelActor
+    """A stand-in with the same interface for tests (e.g. one that dies mid-run)."""
+    on_result: Callable[[str], None] | None = None
+    """Called in the driver after each bin comes back (tests use it to break things mid-run)."""
+    actors: dict[str, ActorFigures] = field(default_factory=dict)
+    started_s: float | None = None
+    """Ray's start to the first result: the fixed cost of a run."""
+    first_bin_unix: float | None = None
+    last_result_unix: float | None = None
+    """From the first bin's start on any actor to the last result written here: the run without its start-up."""
+
+    def dataset(self, bins: list[BinRecord]) -> Any:
+        import ray
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the driver's own bar counts bins written
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes go to its log files
+        if self.input_dir is None:
+            rows = [{"name": b.name, **self.items[b.name]} for b in bins]
+        else:
+            rows = [{"name": b.name, "path": str(self.input_dir.absolute() / b.name), "samples": b.shape[1],
+                     "rows_used": b.rows_used} for b in bins]  # fmt: skip
+        per_task = min(self.cluster.bins_per_task, math.ceil(len(rows) / self.cluster.actors))  # every actor busy
+        dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
+        accelerators = {"num_gpus": self.cluster.gpus_per_actor} if self.cluster.gpus_per_actor else {}
+        if self.cluster.npus_per_actor:
+            accelerators["resources"] = {"NPU": self.cluster.npus_per_actor}
+        with warnings.catch_warnings():  # restarts and retries have no named parameter in Ray 2.60
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            if self.input_dir is None:
+                dataset = dataset.map_batches(decode_bins, batch_size=per_task, fn_kwargs=self.decode_args,
+                                              num_cpus=1, max_retries=TASK_RETRIES)  # fmt: skip
+            return dataset.map_batches(
+                self.actor, batch_size=per_task, compute=ray.data.ActorPoolStrategy(size=self.cluster.actors),
+                fn_constructor_kwargs={"backend": self.backend, "batch_size": self.batch_size,
+                                       "torchscript_path": str(self.torchscript_path.absolute())},
+                num_cpus=self.cluster.cpus_per_actor, max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES,
+                **accelerators,
+            )  # fmt: skip
+
+    def __call__(self, bins: list[BinRecord]) -> Iterator[BinResult]:
+        if not bins:
+            return
+        by_name = {b.name: b for b in bins}
+        start = time.perf_counter()
+        with connected(self.cluster):
+            try:
+                for batch in self.dataset(bins).iter_batches(batch_size=None, batch_format="numpy"):
+                    if self.started_s is None:
+                        self.started_s = time.perf_counter() - start
+                    for index, name in enumerate(batch["name"]):
+                        source = by_name[str(name)]
+                        shape = (self.batch_size, int(batch["frames"][index]), int(batch["tokens"][index]))
+                        logits = as_array(bytearray(batch["logits"][index]), shape)
+                        figures = self.actors.setdefault(str(batch["actor"][index]), ActorFigures())
+                        figures.bins += 1
+                        figures.rows += source.rows_used
+                        figures.speech_s += source.speech_samples / SAMPLE_RATE
+                        figures.busy_s += float(batch["busy_s"][index])
+                        started = float(batch["started"][index])
+                        self.first_bin_unix = min(started, self.first_bin_unix or started)
+                        yield source, logits, str(batch["input_sha256"][index])
+                        self.last_result_unix = time.time()
+                        if self.on_result is not None:
+                            self.on_result(source.name)
+            except Exception as error:
+                if isinstance(error, PipelineError) or not _from_ray(error):
+                    raise
+                inner = pipeline_error(error)
+                if inner is not None:
+                    raise PipelineError(str(inner)) from error
+                summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise PipelineError(
+                    f"the Ray job stopped ({type(error).__name__}: {summary}); the bins finished so far are kept: "
+                    "run the same command again to run the rest"
+                ) from error
+
+
+def _from_ray(error: BaseException) -> bool:
+    import ray.exceptions
+
+    return isinstance(error, ray.exceptions.RayError) or type(error).__module__.split(".")[0] == "ray"
+
+
+def run_bins(
+    input_dir: Path,
+    output_dir: Path,
+    torchscript_path: Path,
+    batch_size: int,
+    backend_name: str,
+    cluster: ClusterOptions,
+    command: str,
+    **runner: Any,
+) -> tuple[CompileResult, RayRunner]:
+    """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool. `runner`:
+    RayRunner's test hooks."""
+    backend = actor_backend(backend_name, cluster)
+    ray_runner = RayRunner(cluster, torchscript_path, backend, batch_size, input_dir=input_dir, **runner)
+    options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor)
+    result = compile_bins(input_dir, output_dir, torchscript_path, options, command, backend=backend, runner=ray_runner)
+    return result, ray_runner
+
+
+@dataclass(frozen=True)
+class FusedResult:
+    manifest: LogitsManifest
+    up_to_date: bool
+    stage: StageMetrics
+    map_file: Path | None
+    ground_truth_file: Path | None
+
+
+def input_record(output_dir: Path, name: str, key: str) -> BinRecord | None:
+    """The record of the input bin made in memory for logits bin `name`, if it was made from what makes it now."""
+    with contextlib.suppress(PipelineError):
+        record = records.load(BinRecord, output_dir / INPUTS_DIR / f"{name}.json")
+        if record.key == key and record.name == name:
+            return record
+    return None
+
+
+def run_audio(
+    source: Path,
+    output_dir: Path,
+    data_path: Path,
+    torchscript_path: Path,
+    options: PreprocessOptions,
+    backend_name: str,
+    cluster: ClusterOptions,
+    command: str,
+    **runner: Any,
+) -> tuple[FusedResult, RayRunner]:
+    """Audio -> logits bins, batch map and ground truth, as preprocess + compile.py would write them, without
+    input bins. Returns (None-free) results; up_to_date where a finished run of the same audio, settings, model
+    and backend is there (then Ray is not started)."""
+    check_paths(source, output_dir, data_path, "--output_path")
+    backend = actor_backend(backend_name, cluster)
+    if getattr(backend, "needs_calibration", False):
+        raise PipelineError(
+            f"--backend {backend.name} calibrates on input bins, which this mode never writes: preprocess first and "
+            "run wav2vec2_distributed.py on the input bins (--input_path)"
+        )
+    model = traced_model(torchscript_path)
+    run_dir = RunDir(output_dir, LogitsManifest)
+    inputs = identify_inputs(source, options, run_dir.cache)
+    backend_options = backend.key_options()
+    run_key = logits_run_key(model.sha256, inputs.run_key, backend.name, backend_options)
+    ray_runner = RayRunner(cluster, torchscript_path, backend, options.batch_size, **runner)
+    if up_to_date(run_dir, data_path, options.batch_size, inputs.run_key, inputs.truth_sha, inputs.audio_paths,
+                  manifest_key=run_key):  # fmt: skip
+        run_dir.cache.save()
+        manifest = run_dir.manifest()
+        return FusedResult(manifest, True, manifest.stage, None, None), ray_runner
+    bins = plan_inputs(source, inputs, options)
+    shapes = {b.samples for b in bins.plan.bins}
+    if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
+        raise PipelineError(f"--backend {backend.name} compiles one model per input shape, and this layout has "
+                            f"{len(shapes)}: use --bucket (a few lengths) or one --max_samples")  # fmt: skip
+    from wav2vec2_pipeline.model import load_feature_extractor
+
+    load_feature_extractor(options.model_dir)  # checked here, once, before any task loads it
+    by_id = {u.utt_id: u for u in inputs.utterances}
+    sources: dict[str, BinRecord] = {}
+    for (name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):
+        earlier = input_record(output_dir, name, in_key)
+        sources[name] = BinRecord(name, [options.batch_size, bin_.samples], earlier.sha256 if earlier else "", in_key,
+                                  len(bin_.rows), bin_speech(bin_, options.layout))  # fmt: skip
+        ray_runner.items[name] = {
+            "samples": bin_.samples, "rows_used": len(bin_.rows),
+            "rows": json.dumps([[r.utt_id, r.start, *r.keep] for r in bin_.rows]),
+            "audio": json.dumps({r.utt_id: [str(by_id[r.utt_id].audio_path), bins.lengths[r.utt_id]]
+                                 for r in bin_.rows}),
+        }  # fmt: skip
+    ray_runner.decode_args = {"batch_size": options.batch_size, "conversion": options.conversion,
+                              "model_dir": str(options.model_dir) if options.model_dir else None}  # fmt: skip
+
+    def key_of(input_sha256: str) -> str:
+        return logits_key(model.sha256, input_sha256, backend.name, backend_options)
+
+    with run_dir.lock():
+        known = {name: key_of(s.sha256) if s.sha256 else "" for name, s in sources.items()}
+        run_dir.begin(run_key, known, command)
+        done = {name: record for name, record in ((n, run_dir.done(n, k)) for n, k in known.items() if k) if record}
+        todo = [s for name, s in sources.items() if name not in done]
+        rows_run, speech_samples = 0, 0
+        start = time.perf_counter()
+        for source_record, logits, input_sha in tqdm(ray_runner(todo), total=len(todo),
+                                                     desc=f"{backend.name} bs{options.batch_size}", disable=None):
+            made = BinRecord(source_record.name, source_record.shape, input_sha, source_record.key,
+                             source_record.rows_used, source_record.speech_samples)  # fmt: skip
+            records.save(output_dir / INPUTS_DIR / f"{made.name}.json", made)  # before the logits that depend on it
+            sources[made.name] = made
+            done[made.name] = put_logits(run_dir, made, key_of(input_sha), logits, input_sha, model)
+            rows_run += made.shape[0] if backend.static_shapes else made.rows_used
+            speech_samples += made.speech_samples
+        stage = StageMetrics(len(todo), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
+                             peak_rss_mib())  # fmt: skip
+        map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
+                    for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip
+        batch_map, map_file, truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
+        previous = run_dir.manifest()
+        if rows_run == 0 and previous is not None and previous.run_key == run_key:
+            stage = previous.stage  # every bin was finished earlier: its figures stand
+        manifest = LogitsManifest(
+            run_key=run_key, batch_size=options.batch_size, input_run_key=inputs.run_key, model_sha256=model.sha256,
+            backend=backend.name, backend_options=backend_options, map_digest=batch_map.layout_digest,
+            vocab=model.export.vocab if model.export is not None else None, bins=[done[name] for name in bins.keys],
+            stage=stage,
+        )  # fmt: skip
+        run_dir.finish(manifest)
+    return FusedResult(manifest, False, stage, map_file, truth_file), ray_runner
+
+
+def summary_line(stage: StageMetrics, runner: RayRunner) -> str:
+    """The last line of a run: rows, audio seconds, audio seconds per wall second, and each actor's rate."""
+    rate = f"{stage.speech_s / stage.wall_s:.2f}" if stage.wall_s else "-"
+    actors = "; ".join(
+        f"{name}: {f.bins} bins, {f.rows} rows, {f.speech_s / f.busy_s if f.busy_s else 0:.2f} audio s per busy s"
+        for name, f in sorted(runner.actors.items())
+    )
+    fixed = f"; Ray start to first result {runner.started_s:.1f} s" if runner.started_s is not None else ""
+    return (f"{stage.rows_run} rows, {stage.speech_s:.1f} s of audio in {stage.wall_s:.1f} s wall: {rate} audio "
+            f"seconds per wall second{fixed}; per actor: {actors or 'none ran'}")  # fmt: skip

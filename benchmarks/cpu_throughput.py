@@ -35,8 +35,8 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCT
 from benchmarks.padding_waste import DURATIONS, read_lengths
 from benchmarks.random_base_model import save_random_base_model
 from wav2vec2_pipeline.audio import read_audio
-from wav2vec2_pipeline.backends import DeviceOptions, create_backend
-from wav2vec2_pipeline.core import transcribe
+from wav2vec2_pipeline.backends import Backend, DeviceOptions, create_backend
+from wav2vec2_pipeline.core import calibration, transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.inference import run_batch
@@ -48,10 +48,13 @@ from wav2vec2_pipeline.scoring import corpus_wer
 RESULTS = Path(__file__).resolve().parent / "results"
 EAGER = "eager"
 SHIPPED = "onnxruntime"
-"""What `compile.py --backend auto` runs on a CPU."""
+"""The fp32 default (`auto` on a CPU with neither int8 dot products nor bf16)."""
 BACKEND_LABELS = {
     EAGER: "(a) eager HF transformers",
-    SHIPPED: "(b) onnxruntime, compile.py's CPU default",
+    SHIPPED: "(b) onnxruntime, the fp32 default",
+    "openvino": "openvino fp32",
+    "openvino-bf16": "openvino-bf16",
+    "openvino-int8": "openvino-int8",
     "onnxruntime-int8": "onnxruntime-int8 (opt-in)",
     "torchscript": "torchscript",
     "torchscript-frozen": "torchscript-frozen",
@@ -77,8 +80,11 @@ VARIANTS = (
     Variant("onnxruntime-int8", "onnxruntime-int8", DEFAULT_BUCKET_SAMPLES, "onnxruntime-int8 --bucket (opt-in)"),
     Variant("torchscript", "torchscript", (MAX_SAMPLES,), "torchscript, 100000-sample window"),
     Variant("torchscript-frozen", "torchscript-frozen", DEFAULT_BUCKET_SAMPLES, "torchscript-frozen --bucket"),
+    Variant("openvino", "openvino", DEFAULT_BUCKET_SAMPLES, "openvino fp32 --bucket"),
+    Variant("openvino-bf16", "openvino-bf16", DEFAULT_BUCKET_SAMPLES, "openvino-bf16 --bucket"),
+    Variant("openvino-int8", "openvino-int8", DEFAULT_BUCKET_SAMPLES, "openvino-int8 --bucket"),
 )
-DEFAULT_VARIANTS = (EAGER, SHIPPED, "onnxruntime-int8")
+DEFAULT_VARIANTS = (EAGER, SHIPPED, "onnxruntime-int8", "openvino-bf16", "openvino-int8")
 """The rest measured no faster than these in earlier runs (README), and each costs a minute or more."""
 
 
@@ -113,14 +119,26 @@ def flops_per_row(num_samples: int, config: Wav2Vec2Config) -> RowFlops:
     return RowFlops(conv, linear, layers * 4 * frames**2 * width)
 
 
-def sgemm_gflops(size: int = 2048, repeats: int = 7) -> float:
-    """This machine's fp32 matrix-product rate through torch, with the threads torch uses."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
+PRECISIONS = {"openvino-bf16": "bf16", "openvino-int8": "int8", "onnxruntime-int8": "int8"}
+"""The precision of each backend's matrix products (fp32 where not listed): its rate is judged against that
+precision's limit. openvino-int8 runs its float ops bf16 on a CPU with bf16."""
+
+
+def gemm_gflops(precision: str = "fp32", size: int = 2048, repeats: int = 7) -> float:
+    """This machine's matrix-product rate in `precision` (fp32, bf16, int8) through torch's oneDNN kernels,
+    with the threads torch uses: the limit a backend of that precision could reach."""
+    if precision == "int8":
+        a, b = (torch.randint(-128, 128, (size, size), dtype=torch.int8) for _ in range(2))
+        product = torch._int_mm  # int8 x int8 -> int32, VNNI/AMX where the CPU has them
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        product = torch.mm
+    product(a, b)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(a, b)
+        product(a, b)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
 
@@ -137,6 +155,16 @@ def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(batch)).logits.numpy()
 
 
+def load_backend(name: str, traced: Path, audio: dict[str, np.ndarray]) -> Backend:
+    """A compile.py backend, loaded; a quantised one calibrated on `audio` as compile.py would calibrate."""
+    backend = create_backend(name, DeviceOptions())
+    if backend.needs_calibration:
+        layout, fe = Layout(DEFAULT_BUCKET_SAMPLES, CHUNK), Wav2Vec2FeatureExtractor()
+        backend.calibration = calibration(audio, batch_size=8, layout=layout, feature_extractor=fe)
+    backend.load(traced)
+    return backend
+
+
 class Runner:
     """Raw audio -> logits for one backend."""
 
@@ -147,8 +175,7 @@ class Runner:
         if backend == EAGER:
             self.model = Wav2Vec2ForCTC.from_pretrained(spec["model_dir"]).eval()
         else:
-            self.backend = create_backend(backend, DeviceOptions())
-            self.backend.load(Path(spec["traced"]))
+            self.backend = load_backend(backend, Path(spec["traced"]), dict(np.load(spec["audio"])))
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         if self.backend_name == EAGER:
@@ -179,9 +206,9 @@ class Measured:
 
     load_s: float
     rounds: list[dict] = field(default_factory=list)
-    """Per round: `sgemm_gflops` (on both sides of the fixed run at `share_at`), `fixed_s` (seconds by batch
-    size), `real_s` (by variant key, then batch size), and `hypotheses` (by variant key) of the real-length
-    runs."""
+    """Per round: `peak_gflops` (of the backend's precision, on both sides of the fixed run at `share_at`),
+    `fixed_s` (seconds by batch size), `real_s` (by variant key, then batch size), and `hypotheses` (by variant
+    key) of the real-length runs."""
     peak_rss_mib: float = 0.0
     parity_logits: np.ndarray | None = None
     """Logits of a fixed 2 x 100000 batch, for parity with fp32 TorchScript."""
@@ -198,12 +225,13 @@ def one_round(runner: Runner, variants: list[Variant], audio: dict[str, np.ndarr
     result: dict = {"fixed_s": {}, "real_s": {}, "hypotheses": {}}
     for batch_size in spec["batch_sizes"]:
         batch = fixed_batch(batch_size)
-        before = sgemm_gflops() if batch_size == spec["share_at"] else None
+        precision = PRECISIONS.get(runner.backend_name, "fp32")
+        before = gemm_gflops(precision) if batch_size == spec["share_at"] else None
         start = time.perf_counter()
         runner.forward(batch)
         result["fixed_s"][batch_size] = time.perf_counter() - start
         if before is not None:  # this VM's speed drifts within seconds: take the rate on both sides of the run
-            result["sgemm_gflops"] = (before + sgemm_gflops()) / 2
+            result["peak_gflops"] = (before + gemm_gflops(precision)) / 2
     for variant in variants:
         result["real_s"][variant.key] = {}
         for batch_size in spec["real_batch_sizes"]:
@@ -307,16 +335,17 @@ def report(results: dict[str, Measured], variants: list[Variant], spec: dict, au
     flops = flops_per_row(MAX_SAMPLES, config)
     eager = results[EAGER].rounds
     at = spec["share_at"]
-    sgemm = statistics.median(r["sgemm_gflops"] for runs in results.values() for r in runs.rounds)
     fixed_rows, real_rows, other_rows = [], [], []
     for backend, runs in results.items():
         fixed = [bs / median_s(runs.rounds, "fixed_s", bs) for bs in sizes]
         fixed_ratio = [median_s(eager, "fixed_s", bs) / median_s(runs.rounds, "fixed_s", bs) for bs in sizes]
         gflops = [at * flops.total / r["fixed_s"][at] / 1e9 for r in runs.rounds]
-        shares = [g / r["sgemm_gflops"] for g, r in zip(gflops, runs.rounds, strict=True)]
+        shares = [g / r["peak_gflops"] for g, r in zip(gflops, runs.rounds, strict=True)]
+        peak = statistics.median(r["peak_gflops"] for r in runs.rounds)
         fixed_rows.append(
-            f"| {BACKEND_LABELS[backend]} | {ratio_cells(fixed, fixed_ratio)} | "
-            f"{statistics.median(gflops):.0f} ({statistics.median(shares):.0%}; {min(shares):.0%}-{max(shares):.0%}) |"
+            f"| {BACKEND_LABELS[backend]} | {ratio_cells(fixed, fixed_ratio)} | {statistics.median(gflops):.0f} | "
+            f"{PRECISIONS.get(backend, 'fp32')} {peak:.0f} | {statistics.median(shares):.0%} "
+            f"({min(shares):.0%}-{max(shares):.0%}) |"
         )
         other_rows.append(
             f"| {BACKEND_LABELS[backend]} | {runs.peak_rss_mib:.0f} | {runs.load_s:.1f} | "
@@ -342,12 +371,13 @@ def report(results: dict[str, Measured], variants: list[Variant], spec: dict, au
         for bs in real_sizes if bs > 1
     )  # fmt: skip
     return "\n".join([
-        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and GFLOP/s at bs {at} (median share of "
-        f"this machine's sgemm rate, measured in the same process just before and after; lowest-highest share of "
-        f"the rounds; sgemm median {sgemm:.0f} GFLOP/s; "
-        f"{flops.total / 1e9:.1f} GFLOP per row: "
-        f"{flops.convolution / 1e9:.1f} in convolutions, {flops.matmul / 1e9:.1f} in matrix products)\n",
-        f"| backend | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s |", f"| --- |{' --- |' * len(sizes)} --- |",
+        f"Fixed 100000-sample rows, forward only: samples/s (ratio to (a)), and at bs {at}: GFLOP/s (the fp32 model's "
+        f"work, {flops.total / 1e9:.1f} GFLOP per row: {flops.convolution / 1e9:.1f} in convolutions, "
+        f"{flops.matmul / 1e9:.1f} in matrix products), the matrix-product limit of the backend's own precision "
+        f"(GFLOP/s of torch's 2048^3 product, measured in the same process just before and after), and the share "
+        f"of it reached (median, lowest-highest of the rounds)\n",
+        f"| backend | {' | '.join(f'bs {bs}' for bs in sizes)} | GFLOP/s | limit | share of limit |",
+        f"| --- |{' --- |' * len(sizes)} --- | --- | --- |",
         *fixed_rows, "",
         f"Real lengths ({len(audio)} utterances of {spec['source']}, {audio_s:.1f} s), raw audio to text: audio "
         f"seconds per wall second (ratio to (a)). Padding in (a)'s batches: {padding or 'none at bs 1'}\n",
@@ -431,11 +461,11 @@ def main() -> None:
         reference.load(workdir / "traced.pth")
         reference_logits = run_batch(reference, fixed_batch(2), None)
         del reference
-        for backend in plan:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
-            if backend != EAGER:
-                create_backend(backend, DeviceOptions()).load(workdir / "traced.pth")
         audio, references = real_audio(args)
         np.savez(workdir / "audio.npz", **audio)
+        for backend in plan:  # one-time work (ONNX export, quantisation) is cached, so workers load warm
+            if backend != EAGER:
+                load_backend(backend, workdir / "traced.pth", audio)
         audio_s = sum(len(a) for a in audio.values()) / SAMPLE_RATE
         spec = {"model_dir": args.model_dir, "traced": str(workdir / "traced.pth"), "audio": str(workdir / "audio.npz"),
                 "batch_sizes": args.batch_sizes, "real_batch_sizes": args.real_batch_sizes,

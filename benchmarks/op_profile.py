@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2ForCTC
 
-from benchmarks.cpu_throughput import RowFlops, eager_logits, fixed_batch, flops_per_row, sgemm_gflops
+from benchmarks.cpu_throughput import RowFlops, eager_logits, fixed_batch, flops_per_row, gemm_gflops
 from benchmarks.random_base_model import save_random_base_model
 from wav2vec2_pipeline.backends import DeviceOptions, OnnxRuntimeBackend, OnnxRuntimeInt8Backend
 from wav2vec2_pipeline.export import save_torchscript, trace
@@ -122,7 +122,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in runs}
         sgemm_rates = []
         for _ in range(args.rounds):
-            sgemm_rates.append(sgemm_gflops())  # side by side with the runs: the machine's speed drifts
+            sgemm_rates.append(gemm_gflops())  # side by side with the runs: the machine's speed drifts
             for name, run in runs.items():
                 start = time.perf_counter()
                 run()

@@ -198,3 +198,27 @@ def test_torchscript_backend_runs_a_numpy_batch(traced_path) -> None:
     backend.load(traced_path)
     logits = backend.to_host(backend.forward(backend.to_device(np.zeros((2, 16_000), dtype=np.float32))))
     assert logits.shape == (2, 49, 32) and logits.dtype == np.float32
+
+
+def test_cuda_fp16_runs_the_traced_module_under_autocast(traced_path) -> None:
+    """No GPU here: the same autocast path on the CPU, in bf16 (CPU autocast's type), checks that autocast
+    reaches inside the traced graph and that logits come back fp32; fp16 on a GPU is checked where one is lent."""
+
+    class OnCpu(backends.CudaFp16Backend):
+        autocast_dtype = torch.bfloat16
+
+        @classmethod
+        def available(cls) -> bool:
+            return True
+
+    backend = OnCpu(DeviceOptions())
+    backend.device = "cpu"
+    backend.load(traced_path)
+    batch = np.random.default_rng(0).standard_normal((2, 32_000)).astype(np.float32)
+    reference = TorchScriptBackend(DeviceOptions())
+    reference.load(traced_path)
+    expected = reference.to_host(reference.forward(reference.to_device(batch)))
+    logits = backend.forward(backend.to_device(batch))
+    assert logits.dtype == torch.bfloat16, "autocast ran the model's matrix products in reduced precision"
+    logits = backend.to_host(logits)
+    assert logits.dtype == np.float32 and 0 < np.abs(logits - expected).max() < 0.1

@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
+from benchmarks.accuracy import BACKENDS
 from benchmarks.cpu_throughput import padding_share, stratified_sample
 from benchmarks.op_profile import ATTENTION, CONVOLUTION, LINEAR, OTHER, ort_kind
 from tests.conftest import REPO_ROOT
+from wav2vec2_pipeline import backends
 
 
 def run_module(module: str, *args: object) -> str:
@@ -24,30 +26,33 @@ def test_accuracy_reports_every_layout_and_backend_per_speaker(tmp_path, tiny_mo
     lines = (tmp_path / "accuracy.md").read_text().splitlines()
     assert "| condition | 100 | 300 |" in lines
     rows = [line for line in lines if line.startswith("| ") and "/" in line and "condition" not in line]
-    assert len(rows) == 1 + 3 * 3 and all(row.count(" / ") == 2 for row in rows)
+    run = [name for name in BACKENDS if backends.BACKENDS[name].available()]
+    assert len(rows) == 1 + 3 * len(run) and all(row.count(" / ") == 2 for row in rows)
+    assert len(run) >= 5, "all but openvino-bf16 run on any CPU"
 
 
 def test_cpu_throughput_reports_each_backend_and_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:
     out = tmp_path / "results"
     run_module("benchmarks.cpu_throughput", "--model_dir", tiny_model_dir, "--data", dataset[0],
                "--batch_sizes", 1, 2, "--real_batch_sizes", 1, 2, "--rounds", 2,
-               "--variants", "onnxruntime", "onnxruntime-window", "--output", out)  # fmt: skip
+               "--variants", "onnxruntime", "onnxruntime-window", "openvino-int8", "--output", out)  # fmt: skip
     lines = (out / "cpu_throughput.md").read_text().splitlines()
 
     def rows(label: str) -> list[str]:
         return [line for line in lines if line.startswith(f"| {label} |")]
 
-    for backend in ("(a) eager HF transformers", "(b) onnxruntime, compile.py's CPU default"):
+    for backend, limit in (("(a) eager HF transformers", "fp32"), ("(b) onnxruntime, the fp32 default", "fp32"),
+                           ("openvino-int8", "int8")):  # fmt: skip
         fixed, memory = rows(backend)
-        assert fixed.count("x)") == 2 and memory.count("%") == 1
+        assert fixed.count("x)") == 2 and f"| {limit} " in fixed and fixed.count("%") == 3 and memory.count("%") == 1
     for variant in ("(a) eager HF transformers, each batch padded to its longest", "(b) onnxruntime --bucket",
-                    "(b) onnxruntime, 100000-sample window"):  # fmt: skip
+                    "(b) onnxruntime, 100000-sample window", "openvino-int8 --bucket"):  # fmt: skip
         (real,) = rows(variant)
         assert real.count("x)") == 2
         assert float(real.rstrip(" |").rsplit("| ", 1)[1]) >= 0  # WER, a number: --data has transcripts
-    assert not any("int8" in line for line in lines)
+    assert not any("onnxruntime-int8" in line for line in lines)
     raw = json.loads((out / "cpu_throughput.json").read_text())
-    assert sorted(raw["backends"]) == ["eager", "onnxruntime"]  # one process runs both onnxruntime layouts
+    assert sorted(raw["backends"]) == ["eager", "onnxruntime", "openvino-int8"]  # one process: both onnxruntime layouts
     assert (out / "cpu_throughput.png").stat().st_size > 10_000
 
 

@@ -310,16 +310,16 @@ class CudaBackend(TorchScriptBackend):
 
 
 class CudaFp16Backend(CudaBackend):
-    """The traced module with fp16 weights on the GPU: inputs cast to fp16 on the way in, logits back to fp32."""
+    """The traced module on the GPU under fp16 autocast: convolutions and matrix products in fp16, norms and
+    softmax kept fp32 by autocast's own lists. Not `.half()` weights: the trace holds casts to fp32 (HF's
+    feature encoder), which then meet fp16 parameters."""
 
     name = "cuda-fp16"
+    autocast_dtype = torch.float16
 
-    def load(self, torchscript_path: Path) -> None:
-        super().load(torchscript_path)
-        self.module = self.module.half()
-
-    def to_device(self, batch: np.ndarray) -> torch.Tensor:
-        return super().to_device(batch).half()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(torch.device(self.device).type, dtype=self.autocast_dtype):
+            return super().forward(batch)
 
 
 def import_torch_aie() -> ModuleType:

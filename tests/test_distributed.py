@@ -97,6 +97,12 @@ def test_both_modes_equal_the_four_stage_path_byte_for_byte(
                             ONE_THREAD, "test")  # fmt: skip
     assert finished.up_to_date and finished.manifest == again.manifest
 
+    unreachable = run_script("wav2vec2_distributed.py", "--input_path", tmp_path / "four" / "in", "--output_path",
+                             tmp_path / "x", "--batch_size", 2, "--torchscript_path", traced_path, "--backend",
+                             "torchscript", "--address", "127.0.0.1:1", check=False)  # fmt: skip
+    assert unreachable.returncode == 2 and "error: cannot reach a Ray cluster at 127.0.0.1:1" in unreachable.stderr
+    assert not (tmp_path / "x").exists()
+
     # the script, as a user runs it, on the same Ray (--address)
     printed = run_script("wav2vec2_distributed.py", "--address", local_ray, "--input", dataset[0], "--data_path",
                          tmp_path / "c_data", "--output_path", tmp_path / "c", "--torchscript_path", traced_path,

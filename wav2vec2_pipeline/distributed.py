@@ -32,6 +32,7 @@ import wav2vec2_pipeline
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.batches import MapBin
 from wav2vec2_pipeline.bins import DTYPE, BinRecord, LogitsManifest, RunDir, StageMetrics, as_array, read_bytes
+from wav2vec2_pipeline.core import make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.inference import (
     MAX_STATIC_SHAPES,
@@ -46,6 +47,7 @@ from wav2vec2_pipeline.inference import (
     run_batch,
     traced_model,
 )
+from wav2vec2_pipeline.librispeech import Utterance
 from wav2vec2_pipeline.model import SAMPLE_RATE
 from wav2vec2_pipeline.planning import Bin, Row
 from wav2vec2_pipeline.preprocess import (
@@ -158,17 +160,37 @@ def connected(cluster: ClusterOptions) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    check_cluster(cluster)
     try:
         ray.init(**ray_init_args(cluster))
     except ConnectionError as error:
-        raise PipelineError(
-            f"cannot reach a Ray cluster at {cluster.address or os.environ.get('RAY_ADDRESS')}: {error}. Start one "
-            "with `ray start --head`, or leave --address out for a local Ray"
-        ) from error
+        raise unreachable(cluster, error) from error
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def check_cluster(cluster: ClusterOptions, timeout_s: float = 5.0) -> None:
+    """A TCP connection to the cluster's host:port, before anything is written: ray.init would retry an
+    unreachable address for minutes."""
+    address = ray_init_args(cluster).get("address")
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise PipelineError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise unreachable(cluster, error) from error
+
+
+def unreachable(cluster: ClusterOptions, error: Exception) -> PipelineError:
+    return PipelineError(
+        f"cannot reach a Ray cluster at {ray_init_args(cluster).get('address')}: {error}. Start one with `ray start "
+        "--head` (or pass its address), or leave --address out and RAY_ADDRESS unset for a local Ray"
+    )
 
 
 def pipeline_error(error: BaseException) -> PipelineError | None:
@@ -193,14 +215,11 @@ class ModelActor:
     def __init__(self, backend: "Backend", torchscript_path: str, batch_size: int) -> None:
         self.backend = backend
         self.batch_size = batch_size
-        self.prepared: set[tuple[int, int]] = set()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         backend.load(Path(torchscript_path))
 
     def run(self, data: bytearray, shape: tuple[int, int], rows_used: int) -> np.ndarray:
-        if shape not in self.prepared:
-            self.backend.prepare(shape)
-            self.prepared.add(shape)
+        self.backend.prepare(shape)  # once per shape: a static-shape backend compiles (or loads) it the first time
         return run_batch(self.backend, as_array(data, shape), rows_used)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -233,22 +252,13 @@ def decode_bins(
     for rows_json, audio_json, samples in zip(batch["rows"], batch["audio"], batch["samples"], strict=True):
         rows = [Row(utt_id, start, (first, last)) for utt_id, start, first, last in json.loads(rows_json)]
         audio = json.loads(audio_json)
-        normalized = normalizer({u: _AudioFile(Path(path)) for u, (path, _) in audio.items()},
+        normalized = normalizer({u: Utterance(u, Path(path), None) for u, (path, _) in audio.items()},
                                 {u: length for u, (_, length) in audio.items()},
                                 Path(model_dir) if model_dir else None, conversion)  # fmt: skip
-        from wav2vec2_pipeline.core import make_batch
-
         batch_rows = make_batch(Bin(int(samples), rows), batch_size, normalized)
         data.append(np.ascontiguousarray(batch_rows, DTYPE).tobytes())
     return {"name": batch["name"], "samples": batch["samples"], "rows_used": batch["rows_used"],
             "data": np.array(data, dtype=object)}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _AudioFile:
-    """What `preprocess.normalizer` reads of an utterance: its audio file."""
-
-    audio_path: Path
 
 
 @dataclass
@@ -371,6 +381,7 @@ def run_bins(
 ) -> tuple[CompileResult, RayRunner]:
     """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool. `runner`:
     RayRunner's test hooks."""
+    check_cluster(cluster)
     backend = actor_backend(backend_name, cluster)
     ray_runner = RayRunner(cluster, torchscript_path, backend, batch_size, input_dir=input_dir, **runner)
     options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor)
@@ -408,9 +419,10 @@ def run_audio(
     **runner: Any,
 ) -> tuple[FusedResult, RayRunner]:
     """Audio -> logits bins, batch map and ground truth, as preprocess + compile.py would write them, without
-    input bins. Returns (None-free) results; up_to_date where a finished run of the same audio, settings, model
-    and backend is there (then Ray is not started)."""
+    input bins; up to date (Ray not started) where a finished run of the same audio, settings, model and backend
+    is there."""
     check_paths(source, output_dir, data_path, "--output_path")
+    check_cluster(cluster)
     backend = actor_backend(backend_name, cluster)
     if getattr(backend, "needs_calibration", False):
         raise PipelineError(
@@ -454,6 +466,7 @@ def run_audio(
     def key_of(input_sha256: str) -> str:
         return logits_key(model.sha256, input_sha256, backend.name, backend_options)
 
+    previous = run_dir.manifest()
     with run_dir.lock():
         known = {name: key_of(s.sha256) if s.sha256 else "" for name, s in sources.items()}
         run_dir.begin(run_key, known, command)
@@ -475,7 +488,6 @@ def run_audio(
         map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
                     for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip
         batch_map, map_file, truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
-        previous = run_dir.manifest()
         if rows_run == 0 and previous is not None and previous.run_key == run_key:
             stage = previous.stage  # every bin was finished earlier: its figures stand
         manifest = LogitsManifest(

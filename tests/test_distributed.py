@@ -114,6 +114,29 @@ def test_both_modes_equal_the_four_stage_path_byte_for_byte(
     assert postprocess(tmp_path / "c", tmp_path / "c_data", 2) == four
 
 
+def test_a_backend_calibrated_on_the_speech_gives_compile_py_s_bins_in_both_modes(
+    tmp_path, dataset, traced_path, tiny_model_dir, local_ray
+) -> None:
+    """openvino-int8 (what auto takes on a CPU with int8 dot products) calibrates on the speech of a few bins: from
+    audio the driver makes those bins in memory, with the same key, so the same quantised model runs."""
+    pytest.importorskip("nncf", reason="openvino-int8 needs nncf and openvino")
+    layout = ("--long_audio", "chunk")
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data", "--pytorch_model_dir", tiny_model_dir, *layout)  # fmt: skip
+    run_script("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+               "--torchscript_path", traced_path, "--backend", "openvino-int8", "--threads", 1, "--warmup_runs", 0,
+               "--timed_runs", 1)  # fmt: skip
+    run_bins(tmp_path / "in", tmp_path / "a", traced_path, 2, "openvino-int8", ONE_THREAD, "test")
+    options = layout_options(dataset[0], 2, tiny_model_dir, *layout)
+    run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "openvino-int8", ONE_THREAD,
+              "test")  # fmt: skip
+    clean = json.loads((tmp_path / "clean" / "manifest.json").read_text())
+    for mode in ("a", "b"):
+        assert files(tmp_path / mode) == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 4
+        ours = json.loads((tmp_path / mode / "manifest.json").read_text())
+        assert (ours["run_key"], ours["backend_options"]) == (clean["run_key"], clean["backend_options"])
+
+
 def dies_once(marker: Path) -> type:
     """A model actor that kills its own process on its second call, once per test (the marker survives restarts)."""
 

@@ -40,6 +40,7 @@ from wav2vec2_pipeline.inference import (
     BinResult,
     CompileOptions,
     CompileResult,
+    calibration_bins,
     compile_bins,
     logits_key,
     logits_run_key,
@@ -60,12 +61,12 @@ from wav2vec2_pipeline.preprocess import (
     up_to_date,
     write_map_and_truth,
 )
-from wav2vec2_pipeline.provenance import bytes_sha256
+from wav2vec2_pipeline.provenance import bytes_sha256, digest
 from wav2vec2_pipeline.resources import peak_rss_mib
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.backends import Backend
+    from wav2vec2_pipeline.backends import Backend, Calibration
 
 ACTOR_RESTARTS = 3
 """An actor whose process dies (killed, out of memory, its node gone) is restarted this often, and the bins it
@@ -424,14 +425,15 @@ def run_audio(
     check_paths(source, output_dir, data_path, "--output_path")
     check_cluster(cluster)
     backend = actor_backend(backend_name, cluster)
-    if getattr(backend, "needs_calibration", False):
-        raise PipelineError(
-            f"--backend {backend.name} calibrates on input bins, which this mode never writes: preprocess first and "
-            "run wav2vec2_distributed.py on the input bins (--input_path)"
-        )
     model = traced_model(torchscript_path)
     run_dir = RunDir(output_dir, LogitsManifest)
     inputs = identify_inputs(source, options, run_dir.cache)
+    by_id = {u.utt_id: u for u in inputs.utterances}
+    bins = None
+    if backend.needs_calibration:  # its speech keys the run: plan now, not only when there is work
+        bins = plan_inputs(source, inputs, options)
+        normalized = normalizer(by_id, bins.lengths, options.model_dir, options.conversion)
+        backend.calibration = calibration_of_plan(bins.plan.bins, options.batch_size, normalized)
     backend_options = backend.key_options()
     run_key = logits_run_key(model.sha256, inputs.run_key, backend.name, backend_options)
     ray_runner = RayRunner(cluster, torchscript_path, backend, options.batch_size, **runner)
@@ -440,7 +442,7 @@ def run_audio(
         run_dir.cache.save()
         manifest = run_dir.manifest()
         return FusedResult(manifest, True, manifest.stage, None, None), ray_runner
-    bins = plan_inputs(source, inputs, options)
+    bins = bins or plan_inputs(source, inputs, options)
     shapes = {b.samples for b in bins.plan.bins}
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(f"--backend {backend.name} compiles one model per input shape, and this layout has "
@@ -448,7 +450,6 @@ def run_audio(
     from wav2vec2_pipeline.model import load_feature_extractor
 
     load_feature_extractor(options.model_dir)  # checked here, once, before any task loads it
-    by_id = {u.utt_id: u for u in inputs.utterances}
     sources: dict[str, BinRecord] = {}
     for (name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):
         earlier = input_record(output_dir, name, in_key)
@@ -498,6 +499,24 @@ def run_audio(
         )  # fmt: skip
         run_dir.finish(manifest)
     return FusedResult(manifest, False, stage, map_file, truth_file), ray_runner
+
+
+def calibration_of_plan(
+    plan_bins: list[Bin], batch_size: int, normalized: Callable[[str], np.ndarray]
+) -> "Calibration":
+    """What `inference.calibration_of` reads from the input bins, made in memory from the same bins of the plan:
+    the same rows and the same key (their input bins' sha256), so the quantised model is the one compile.py
+    would make."""
+    from wav2vec2_pipeline.backends import Calibration
+
+    picked = calibration_bins(plan_bins)
+    batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
+
+    def rows() -> Iterator[np.ndarray]:
+        for bin_, batch in zip(picked, batches, strict=True):
+            yield from (row[None] for row in batch[: len(bin_.rows)])
+
+    return Calibration(digest([bytes_sha256(batch.tobytes()) for batch in batches]), rows)
 
 
 def summary_line(stage: StageMetrics, runner: RayRunner) -> str:

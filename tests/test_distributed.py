@@ -215,6 +215,30 @@ def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, data
         cluster.shutdown()
 
 
+def raises(error: Exception) -> type:
+    class Raises(ModelActor):
+        def run(self, data, shape, rows_used):
+            raise error
+
+    return Raises
+
+
+def test_an_error_in_an_actor_is_one_line_on_the_driver(tmp_path, dataset, traced_path, local_ray) -> None:
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data")  # fmt: skip
+    cluster = ClusterOptions(actors=1, threads_per_actor=1)
+    with pytest.raises(PipelineError) as raised:  # a check that fails in a worker: its own message
+        run_bins(tmp_path / "in", tmp_path / "a", traced_path, 4, "torchscript", cluster, "test",
+                 actor=raises(PipelineError("bin 7 is not what its record says")))  # fmt: skip
+    assert str(raised.value) == "bin 7 is not what its record says"
+    with pytest.raises(PipelineError) as raised:  # anything else: what Ray says, on one line, and what to do
+        run_bins(tmp_path / "in", tmp_path / "b", traced_path, 4, "torchscript", cluster, "test",
+                 actor=raises(RuntimeError("out of device memory")))  # fmt: skip
+    message = str(raised.value)
+    assert message.startswith("the Ray job stopped (") and "run the same command again" in message
+    assert "\n" not in message and "\x1b" not in message
+
+
 @pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
 def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
     tmp_path, traced_path, tiny_model_dir, local_ray

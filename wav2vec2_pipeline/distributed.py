@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import warnings
@@ -194,19 +195,18 @@ def unreachable(cluster: ClusterOptions, error: Exception) -> PipelineError:
     )
 
 
-def pipeline_error(error: BaseException) -> PipelineError | None:
-    """The PipelineError a Ray error carries from a worker, if any: its one line is the one to show."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, PipelineError):
-            return current
-        todo += [current.__cause__, current.__context__, getattr(current, "cause", None)]
-    return None
+def ray_error(error: BaseException) -> PipelineError:
+    """One line for a Ray failure: the PipelineError a worker raised where there is one (Ray passes it on only as
+    the text of the worker's traceback), else what Ray says, and what to do."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    raised = re.findall(r"wav2vec2_pipeline\.errors\.PipelineError: (.+)", text)
+    if raised:
+        return PipelineError(raised[-1].strip())
+    summary = text.strip().splitlines()[0] if text.strip() else ""
+    return PipelineError(
+        f"the Ray job stopped ({type(error).__name__}: {summary}); the bins finished so far are kept: run the same "
+        "command again to run the rest"
+    )
 
 
 class ModelActor:
@@ -352,16 +352,9 @@ class RayRunner:
                         if self.on_result is not None:
                             self.on_result(source.name)
             except Exception as error:
-                if isinstance(error, PipelineError) or not _from_ray(error):
+                if not _from_ray(error):
                     raise
-                inner = pipeline_error(error)
-                if inner is not None:
-                    raise PipelineError(str(inner)) from error
-                summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise PipelineError(
-                    f"the Ray job stopped ({type(error).__name__}: {summary}); the bins finished so far are kept: "
-                    "run the same command again to run the rest"
-                ) from error
+                raise ray_error(error) from error
 
 
 def _from_ray(error: BaseException) -> bool:

@@ -36,7 +36,7 @@ def main() -> None:
     if args.input_path is not None:
         given = [f"--{dest}" for dest in LAYOUT_DESTS if getattr(args, dest) != parser.get_default(dest)]
         if given:
-            raise PipelineError(f"{given[0]} lays out audio, which --input_path bins already are: use it with --input")
+            raise PipelineError(f"{given[0]} is for audio (--input); --input_path bins are laid out already")
     elif args.data_path is None:
         raise PipelineError("--input needs --data_path, the dir for the batch map and ground truth")
 

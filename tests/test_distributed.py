@@ -259,7 +259,8 @@ def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
     [
         (("--input_path", "x", "--input", "y"), "not both"),
         ((), "pass --input_path"),
-        (("--input_path", "x", "--exact"), "--exact lays out audio"),
+        (("--input_path", "x", "--exact"), "--exact is for audio (--input)"),
+        (("--input_path", "x", "--data_path", "d"), "--data_path is for audio (--input)"),
         (("--input", "x"), "--input needs --data_path"),
         (("--input_path", "x", "--actors", 0), "--actors must be at least 1"),
         (("--input_path", "x", "--threads_per_actor", 0), "--threads_per_actor must be between 1"),

@@ -327,10 +327,10 @@ def import_torch_aie() -> ModuleType:
     try:
         return importlib.import_module("torch_aie")
     except ImportError as error:
-        others = ", ".join(name for name in BACKENDS if name != AieBackend.name)
         raise PipelineError(
             f"--backend aie needs torch_aie, which is not installed here ({error}). Install CANN and "
-            f"Ascend-cann-torch-aie on an Ascend machine (README, 'Ascend set-up'), or use --backend {others}"
+            "Ascend-cann-torch-aie on an Ascend machine (README, 'Ascend set-up'), or use --backend auto, which "
+            "takes the fastest backend this machine has"
         ) from error
 
 

@@ -91,7 +91,7 @@ def test_both_modes_equal_the_four_stage_path_byte_for_byte(
     (tmp_path / "b" / ".bins" / "batch_3.bin.json").unlink()
     again, runner = run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "torchscript",
                               ONE_THREAD, "test")  # fmt: skip
-    assert again.stage.bins_run == 2 and sum(f.bins for f in runner.actors.values()) == 2
+    assert sum(f.bins for f in runner.actors.values()) == 2 and again.stage.rows_run < rows
     assert files(tmp_path / "b") == files(tmp_path / "four" / "out")
     finished, _ = run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "torchscript",
                             ONE_THREAD, "test")  # fmt: skip
@@ -170,6 +170,39 @@ def test_an_actor_killed_mid_run_is_restarted_and_the_bins_equal_a_clean_run(
     assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8
 
 
+def dies_on_its_second_call() -> type:
+    """A model actor whose every process dies on its second call: restarts run out, and the job fails."""
+
+    class DiesOnItsSecondCall(ModelActor):
+        calls = 0
+
+        def __call__(self, batch):
+            self.calls += 1
+            if self.calls == 2:
+                os._exit(1)
+            return super().__call__(batch)
+
+    return DiesOnItsSecondCall
+
+
+def test_a_job_that_fails_keeps_its_bins_and_a_re_run_runs_only_the_rest(tmp_path, dataset, traced_path, local_ray):
+    from wav2vec2_pipeline.distributed import ACTOR_RESTARTS
+
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+               "--torchscript_path", traced_path, *CPU)  # fmt: skip
+    cluster = ClusterOptions(actors=1, threads_per_actor=1, bins_per_task=1)
+    with pytest.raises(PipelineError, match="run the same command again to run the rest"):
+        run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", cluster, "test",
+                 actor=dies_on_its_second_call())  # fmt: skip
+    kept = len(list((tmp_path / "out" / ".bins").glob("batch_*.json")))
+    assert 1 <= kept <= 1 + ACTOR_RESTARTS < 8 and not (tmp_path / "out" / "manifest.json").exists()
+    again, runner = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", cluster, "test")
+    assert sum(f.bins for f in runner.actors.values()) == 8 - kept and again.stage.bins_run == 8
+    assert files(tmp_path / "out") == files(tmp_path / "clean")
+
+
 def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, dataset, traced_path, local_ray) -> None:
     """Head without CPUs, two worker nodes with one actor each; one node is removed after the first bin comes back
     (and, as an autoscaler would, another joins). The job finishes, or a re-run runs only the missing bins."""
@@ -205,8 +238,8 @@ def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, data
         assert removed
         done_before = len(list((tmp_path / "out" / ".bins").glob("batch_*.json")))
         if not finished_first:
-            second, _ = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test")
-            assert second.stage.bins_run == 8 - done_before  # only what was missing
+            _, second = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test")
+            assert sum(f.bins for f in second.actors.values()) == 8 - done_before  # only what was missing
         else:
             assert first.stage.bins_run == 8
         assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8

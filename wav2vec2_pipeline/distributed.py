@@ -477,7 +477,7 @@ def run_audio(
             done[made.name] = put_logits(run_dir, made, key_of(input_sha), logits, input_sha, model)
             rows_run += made.shape[0] if backend.static_shapes else made.rows_used
             speech_samples += made.speech_samples
-        stage = StageMetrics(len(todo), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
+        stage = StageMetrics(len(sources), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
                              peak_rss_mib())  # fmt: skip
         map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
                     for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip

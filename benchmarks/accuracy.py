@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
+from benchmarks.report import save_table
 from wav2vec2_pipeline import backends
 from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.backends import DeviceOptions, create_backend
@@ -105,10 +106,7 @@ def main() -> None:
     not_run = [b for b in BACKENDS if not backends.BACKENDS[b].available()]
     lines += ["", f"Not run on this machine: {', '.join(not_run)}." if not_run else "",
               f"Whole benchmark: {time.perf_counter() - start:.0f} s."]  # fmt: skip
-    table = "\n".join(lines) + "\n"
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "accuracy.md").write_text(table)
-    print(table)
+    save_table(lines, args.output, "accuracy.md")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
 from benchmarks.random_base_model import save_random_base_model
+from benchmarks.report import save_table
 from wav2vec2_pipeline.audio import normalize
 from wav2vec2_pipeline.backends import resolve
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
@@ -148,10 +149,7 @@ def main() -> None:
             f"{spread(ratios)} | {statistics.median(whole[backend]):.1f} | {one_time[backend]:.1f} |"
         )
     lines += ["", f"Whole benchmark: {time.perf_counter() - started:.0f} s."]
-    table = "\n".join(lines) + "\n"
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "end_to_end.md").write_text(table)
-    print(table)
+    save_table(lines, args.output, "end_to_end.md")
 
 
 if __name__ == "__main__":

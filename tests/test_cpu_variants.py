@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import run_script, write_flac, write_librispeech_tree
 from wav2vec2_pipeline import backends
 from wav2vec2_pipeline.backends import Calibration, DeviceOptions, create_backend
+from wav2vec2_pipeline.bins import bin_index
 from wav2vec2_pipeline.ctc import greedy_decode
-from wav2vec2_pipeline.inference import find_input_bins
+from wav2vec2_pipeline.inference import calibration_bins, find_input_bins
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 
 
@@ -97,3 +98,33 @@ def test_compile_runs_a_variant_by_name(tmp_path, traced_path, dataset) -> None:
                         tmp_path / "out", "--torchscript_path", traced_path, "--backend", "onnxruntime",
                         "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
     assert "model throughput (onnxruntime, 2 x 100000" in result.stdout
+
+
+def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_path, traced_path) -> None:
+    """The quantised model depends on its calibration speech: editing that audio changes every logits bin (and
+    they are all redone), editing any other utterance only its own bin."""
+    for name in ("traced.pth", "traced.pth.json"):
+        shutil.copy(traced_path.with_name(name), tmp_path / name)
+    lengths = {f"1-2-{i:04d}": 3_000 + 100 * i for i in range(40)}
+    write_librispeech_tree(tmp_path / "ls", lengths)
+    prep = ("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output", tmp_path / "in",
+            "--data_path", tmp_path / "data")  # fmt: skip
+    comp = ("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "out",
+            "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8", "--warmup_runs", 0,
+            "--timed_runs", 1)  # fmt: skip
+    run_script(*prep)
+    run_script(*comp)
+    bins = find_input_bins(tmp_path / "in", 2, 100_000).bins
+    calibrated = {b.name for b in calibration_bins(bins, 2)}
+    assert len(calibrated) == 16 and len(bins) == 20
+    def edit(bin_name: str) -> str:
+        utt_id = f"1-2-{2 * bin_index(bin_name):04d}"  # the window layout: bins of two, in id order
+        write_flac(tmp_path / "ls" / "1" / "2" / f"{utt_id}.flac", lengths[utt_id], seed=99)
+        run_script(*prep)
+        return run_script(*comp).stdout
+
+    other = next(b.name for b in bins if b.name not in calibrated)
+    printed = edit(other)
+    assert "quantising" not in printed and "stage: 2 rows in" in printed
+    printed = edit(sorted(calibrated)[0])
+    assert "quantising" in printed and "stage: 40 rows in" in printed

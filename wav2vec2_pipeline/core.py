@@ -40,7 +40,7 @@ def calibration(
     would calibrate on (`inference.calibration_of`)."""
     from wav2vec2_pipeline.backends import Calibration
 
-    picked = calibration_bins(plan_bins({u: len(a) for u, a in audio.items()}, batch_size, layout).bins)
+    picked = calibration_bins(plan_bins({u: len(a) for u, a in audio.items()}, batch_size, layout).bins, batch_size)
 
     def rows() -> Iterator[np.ndarray]:
         for bin_ in picked:

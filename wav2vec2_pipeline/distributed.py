@@ -50,7 +50,7 @@ from wav2vec2_pipeline.inference import (
     traced_model,
 )
 from wav2vec2_pipeline.librispeech import Utterance
-from wav2vec2_pipeline.model import SAMPLE_RATE
+from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.planning import Bin, Row
 from wav2vec2_pipeline.preprocess import (
     PreprocessOptions,
@@ -371,14 +371,16 @@ def run_bins(
     backend_name: str,
     cluster: ClusterOptions,
     command: str,
+    max_samples: int = MAX_SAMPLES,
     **runner: Any,
 ) -> tuple[CompileResult, RayRunner]:
-    """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool. `runner`:
-    RayRunner's test hooks."""
+    """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool.
+    `max_samples`: row length of bins without a manifest, as compile.py's; `runner`: RayRunner's test hooks."""
     check_cluster(cluster)
     backend = actor_backend(backend_name, cluster)
     ray_runner = RayRunner(cluster, torchscript_path, backend, batch_size, input_dir=input_dir, **runner)
-    options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor)
+    options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor,
+                             max_samples=max_samples)  # fmt: skip
     result = compile_bins(input_dir, output_dir, torchscript_path, options, command, backend=backend, runner=ray_runner)
     return result, ray_runner
 
@@ -502,7 +504,7 @@ def calibration_of_plan(
     would make."""
     from wav2vec2_pipeline.backends import Calibration
 
-    picked = calibration_bins(plan_bins)
+    picked = calibration_bins(plan_bins, batch_size)
     batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
 
     def rows() -> Iterator[np.ndarray]:
@@ -513,12 +515,22 @@ def calibration_of_plan(
 
 
 def summary_line(stage: StageMetrics, runner: RayRunner) -> str:
-    """The last line of a run: rows, audio seconds, audio seconds per wall second, and each actor's rate."""
-    rate = f"{stage.speech_s / stage.wall_s:.2f}" if stage.wall_s else "-"
+    """The last line of a run: rows, audio seconds, audio seconds per wall second, and each actor's rate (rows
+    per second where the audio is not known: bins from elsewhere, without a batch map)."""
+    fixed = f"; Ray start to first result {runner.started_s:.1f} s" if runner.started_s is not None else ""
+
+    def rate(work: float, seconds: float) -> str:
+        return f"{work / seconds:.2f}" if seconds else "-"
+
+    if stage.speech_s:
+        done = (f"{stage.rows_run} rows, {stage.speech_s:.1f} s of audio in {stage.wall_s:.1f} s wall: "
+                f"{rate(stage.speech_s, stage.wall_s)} audio seconds per wall second")  # fmt: skip
+    else:
+        done = f"{stage.rows_run} rows (audio unknown: bins without a batch map) in {stage.wall_s:.1f} s wall"
     actors = "; ".join(
-        f"{name}: {f.bins} bins, {f.rows} rows, {f.speech_s / f.busy_s if f.busy_s else 0:.2f} audio s per busy s"
+        f"{name}: {f.bins} bins, {f.rows} rows, "
+        + (f"{rate(f.speech_s, f.busy_s)} audio s" if stage.speech_s else f"{rate(f.rows, f.busy_s)} rows")
+        + " per busy s"
         for name, f in sorted(runner.actors.items())
     )
-    fixed = f"; Ray start to first result {runner.started_s:.1f} s" if runner.started_s is not None else ""
-    return (f"{stage.rows_run} rows, {stage.speech_s:.1f} s of audio in {stage.wall_s:.1f} s wall: {rate} audio "
-            f"seconds per wall second{fixed}; per actor: {actors or 'none ran'}")  # fmt: skip
+    return f"{done}{fixed}; per actor: {actors or 'none ran'}"

@@ -48,8 +48,9 @@ MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
 MAX_RUNS = 100_000
 """Warm-up or timed runs beyond this are a typo, not a measurement (each takes a second on a CPU)."""
-CALIBRATION_BINS = 4
-"""Bins whose speech calibrates a quantised model: with batch size 8, 32 rows, about 3-4 minutes of speech."""
+CALIBRATION_ROWS = 32
+"""Rows of speech a quantised model is calibrated on (about 4 minutes at test-clean's lengths); editing the audio
+of one of them changes the quantised model, and so every logits bin of the run."""
 MAX_STATIC_SHAPES = 16
 """A static-shape backend compiles per shape (minutes each on an NPU): more shapes than this is a layout mistake."""
 T = TypeVar("T")
@@ -172,17 +173,18 @@ def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, 
     return Throughput(list(batch.shape), warmup_runs, run_s)
 
 
-def calibration_bins(bins: Sequence[T]) -> list[T]:
-    """Up to CALIBRATION_BINS of `bins`, spread evenly over the plan."""
-    return [bins[i] for i in sorted({round(x) for x in np.linspace(0, len(bins) - 1, CALIBRATION_BINS)})]
+def calibration_bins(bins: Sequence[T], batch_size: int) -> list[T]:
+    """Enough of `bins` for CALIBRATION_ROWS rows, spread evenly over the plan (all of them in a smaller run)."""
+    count = min(len(bins), -(-CALIBRATION_ROWS // batch_size))
+    return [bins[i] for i in sorted({round(x) for x in np.linspace(0, len(bins) - 1, count)})]
 
 
-def calibration_of(input_dir: Path, bins: list[BinRecord]) -> "Calibration":
+def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "Calibration":
     """The speech rows of the calibration bins (bucketed plans are sorted by length, so every length is seen):
     the same for every shard of a run, so one quantised model serves them all."""
     from wav2vec2_pipeline.backends import Calibration
 
-    picked = calibration_bins(bins)
+    picked = calibration_bins(bins, batch_size)
 
     def rows() -> Iterator[np.ndarray]:
         for record in picked:
@@ -318,7 +320,7 @@ def compile_bins(
             f"{len(shapes)} (preprocess --exact?): preprocess with --bucket (a few lengths) or one --max_samples"
         )
     if backend.needs_calibration:
-        backend.calibration = calibration_of(input_dir, inputs.bins)
+        backend.calibration = calibration_of(input_dir, inputs.bins, inputs.batch_size)
     backend_options = backend.key_options()
     run_key = logits_run_key(model_sha, inputs.run_key, backend.name, backend_options)
     run_dir = RunDir(output_dir, LogitsManifest, options.shard)

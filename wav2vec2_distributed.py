@@ -7,6 +7,10 @@ from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, command_line
 from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
 from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options
 
+LAYOUT_DESTS = ("data_path", "resample", "downmix", "long_audio", "stride_frames", "bucket", "exact", "bucket_samples",
+                "pytorch_model_dir")
+"""Options of audio only: --max_samples also gives the row length of input bins without a manifest, as compile.py's."""
+
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__)
@@ -54,15 +58,11 @@ def main() -> None:
         run_from_audio(args, cluster)
 
 
-LAYOUT_DESTS = ("data_path", "resample", "downmix", "max_samples", "long_audio", "stride_frames", "bucket", "exact",
-                "bucket_samples", "pytorch_model_dir")
-
-
 def run_from_bins(args, cluster) -> None:
     from wav2vec2_pipeline.distributed import run_bins, summary_line
 
     result, runner = run_bins(args.input_path, args.output_path, args.torchscript_path, args.batch_size, args.backend,
-                              cluster, command_line())  # fmt: skip
+                              cluster, command_line(), max_samples=args.max_samples)  # fmt: skip
     if not runner.actors:
         print(f"{args.output_path} is up to date (same model, input bins and backend): nothing to run")
         return

@@ -151,13 +151,15 @@ def test_auto_prefers_aie_then_cuda_then_the_cpu_default(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("flags", "installed", "expected"),
     [
-        ({"avx512f", "avx512_vnni", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # this machine
-        ({"avx2", "amx_int8", "amx_bf16"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Sapphire Rapids
-        ({"avx512f", "avx512_vnni"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Cascade Lake: no bf16
-        ({"avx2", "avx_vnni"}, {"openvino", "onnxruntime"}, "openvino-int8"),  # Alder Lake
+        ({"avx512_vnni", "avx512_bf16"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # this one
+        ({"avx2", "amx_int8", "amx_bf16"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # Sapphire Rapids
+        ({"avx512f", "avx512_vnni"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # Cascade Lake: no bf16
+        ({"avx2", "avx_vnni"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # Alder Lake
         ({"avx512f", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-bf16"),  # bf16 without int8 dot products
         ({"avx2", "fma"}, {"openvino", "onnxruntime"}, "onnxruntime"),  # neither: fp32
         ({"avx512_vnni", "avx512_bf16"}, {"onnxruntime"}, "onnxruntime"),  # no openvino installed
+        ({"avx512_vnni", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-bf16"),  # openvino without nncf
+        ({"avx512_vnni"}, {"openvino", "onnxruntime"}, "onnxruntime"),
         (set(), set(), "torchscript"),
     ],
 )
@@ -222,3 +224,26 @@ def test_cuda_fp16_runs_the_traced_module_under_autocast(traced_path) -> None:
     assert logits.dtype == torch.bfloat16, "autocast ran the model's matrix products in reduced precision"
     logits = backend.to_host(logits)
     assert logits.dtype == np.float32 and 0 < np.abs(logits - expected).max() < 0.1
+
+
+def test_cuda_fp16_without_a_gpu_names_itself(monkeypatch, traced_path) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PipelineError, match=r"^--backend cuda-fp16: torch sees no CUDA GPU here; use --backend auto$"):
+        create_backend("cuda-fp16", DeviceOptions()).load(traced_path)
+
+
+def test_compile_runs_aie_once_per_bin_shape_and_a_rerun_compiles_nothing(stand_in_torch_aie, own_traced, dataset,
+                                                                          monkeypatch, tmp_path) -> None:  # fmt: skip
+    from tests.conftest import run_script
+    from wav2vec2_pipeline.inference import CompileOptions, compile_bins, find_input_bins
+
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data", "--bucket", "--long_audio", "chunk")  # fmt: skip
+    bin_shapes = {tuple(b.shape) for b in find_input_bins(tmp_path / "in", 2, 100_000).bins}
+    monkeypatch.setattr(AieBackend, "to_device", lambda self, batch: torch.from_numpy(batch))  # no NPU: run on CPU
+    options = CompileOptions(batch_size=2, backend="aie", warmup_runs=0, timed_runs=1)
+    compile_bins(tmp_path / "in", tmp_path / "out", own_traced, options, "test")
+    shapes = [call["inputs"][0]["shape"] for call in compile_calls(stand_in_torch_aie)]
+    assert sorted(shapes) == sorted(bin_shapes) and len(bin_shapes) > 1
+    compile_bins(tmp_path / "in", tmp_path / "out2", own_traced, options, "test")
+    assert len(compile_calls(stand_in_torch_aie)) == len(bin_shapes), "the second run loads the saved models"

@@ -11,7 +11,7 @@ from wav2vec2_pipeline import backends
 from wav2vec2_pipeline.backends import Calibration, DeviceOptions, create_backend
 from wav2vec2_pipeline.bins import bin_index
 from wav2vec2_pipeline.ctc import greedy_decode
-from wav2vec2_pipeline.inference import calibration_bins, find_input_bins
+from wav2vec2_pipeline.inference import calibration_bins, calibration_rows, find_input_bins
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 
 
@@ -128,3 +128,28 @@ def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_
     assert "quantising" not in printed and "stage: 2 rows in" in printed
     printed = edit(sorted(calibrated)[0])
     assert "quantising" in printed and "stage: 40 rows in" in printed
+
+
+def test_calibration_takes_at_least_four_bins_spread_over_the_plan_and_about_32_rows() -> None:
+    assert calibration_bins(list(range(81)), 32) == [0, 27, 53, 80]  # first and last (shortest, longest) among them
+    assert len(calibration_bins(list(range(81)), 1)) == 32 and calibration_bins(list(range(3)), 8) == [0, 1, 2]
+    rows = list(calibration_rows(np.zeros((32, 10), np.float32), 32, 4))
+    assert len(rows) == 8 and rows[0].shape == (1, 10)
+
+
+def test_a_calibration_bin_changed_since_preprocess_is_refused_even_in_another_shard(tmp_path, traced_path,
+                                                                                  dataset) -> None:  # fmt: skip
+    for name in ("traced.pth", "traced.pth.json"):
+        shutil.copy(traced_path.with_name(name), tmp_path / name)
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data")  # fmt: skip
+    bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
+    other_shards = [b for i, b in enumerate(bins) if i % 2 == 1 and b in calibration_bins(bins, 1)]
+    path = tmp_path / "in" / other_shards[0].name
+    path.write_bytes((np.fromfile(path, "<f4") * 50).astype("<f4").tobytes())  # same size, other speech
+    result = run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path",
+                        tmp_path / "out", "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8",
+                        "--shard", "1/2", check=False)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{path} is not the bin its manifest lists" in result.stderr
+    assert not list(tmp_path.glob("traced.*.int8-*.xml")), "nothing quantised on the changed speech"

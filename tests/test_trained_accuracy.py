@@ -69,13 +69,16 @@ def recommended_cer(name: str, traced) -> float:
 
 
 @pytest.mark.parametrize(
-    "flags", [BF16 | VNNI, VNNI, BF16, frozenset()], ids=["bf16+vnni", "vnni only", "bf16 only", "neither"]
+    ("flags", "expected"),
+    [(BF16 | VNNI, "openvino-int8"), (VNNI, "openvino-int8"), (BF16, "openvino-bf16"), (frozenset(), "onnxruntime")],
+    ids=["bf16+vnni", "vnni only", "bf16 only", "neither"],
 )
-def test_what_auto_takes_on_each_kind_of_cpu_is_as_accurate_as_fp32(monkeypatch, setting, flags) -> None:
+def test_what_auto_takes_on_each_kind_of_cpu_is_as_accurate_as_fp32(monkeypatch, setting, flags, expected) -> None:
     bf16 = backends.OpenVinoBf16Backend
     if bf16.cpu_supports(flags) and not bf16.available():
         pytest.skip("this CPU has no bf16 instructions to run the bf16 branch on")
-    monkeypatch.setattr(backends, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(backends, "cpu_flags", lambda: flags)  # int8 takes its float precision from the flags
+    name = backends.cpu_default(flags, lambda module: True)
+    assert name == expected
     traced, fp32_alone = setting
-    name = backends.resolve("auto")
     assert recommended_cer(name, traced) <= fp32_alone + BAR, name

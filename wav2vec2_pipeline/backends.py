@@ -16,7 +16,9 @@ import torch
 
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.export import (
+    int8_recipe,
     load_torchscript,
+    made_once,
     model_sha256,
     onnx_int8_model,
     onnx_model,
@@ -24,7 +26,7 @@ from wav2vec2_pipeline.export import (
     torchscript_sibling,
 )
 from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
-from wav2vec2_pipeline.provenance import digest, locked
+from wav2vec2_pipeline.provenance import digest
 
 DeviceBatch = torch.Tensor | np.ndarray
 """A batch where the backend computes on it: a tensor on its device, or an array for ONNX Runtime."""
@@ -273,18 +275,25 @@ class OpenVinoInt8Backend(OpenVinoBackend):
     name = "openvino-int8"
     needs_calibration = True
 
+    @classmethod
+    def available(cls) -> bool:
+        return super().available() and importlib.util.find_spec("nncf") is not None
+
     def __init__(self, options: DeviceOptions) -> None:
         super().__init__(options)
         self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
 
     def model_path(self, torchscript_path: Path) -> Path:
+        if importlib.util.find_spec("nncf") is None:
+            raise PipelineError(f"--backend {self.name} needs nncf to quantise: pip install -r requirements.txt")
         if self.calibration is None:
             raise PipelineError(f"--backend {self.name} needs speech to calibrate on; none was given")
         return openvino_int8_model(super().model_path(torchscript_path), self.calibration.key, self.calibration.rows)
 
     def key_options(self) -> list[str]:
         assert self.calibration is not None, "set before the run key is made"
-        return [f"nncf calibration {self.calibration.key}", f"float ops {self.precision}"]
+        recipe = int8_recipe()[:16]
+        return [f"nncf calibration {self.calibration.key}", f"recipe {recipe}", f"float ops {self.precision}"]
 
 
 class CudaBackend(TorchScriptBackend):
@@ -302,7 +311,7 @@ class CudaBackend(TorchScriptBackend):
 
     def load(self, torchscript_path: Path) -> None:
         if not self.available():
-            raise PipelineError("--backend cuda: torch sees no CUDA GPU here; use --backend torchscript")
+            raise PipelineError(f"--backend {self.name}: torch sees no CUDA GPU here; use --backend auto")
         super().load(torchscript_path)
 
     def synchronize(self) -> None:
@@ -374,8 +383,8 @@ class AieBackend(Backend):
         version = getattr(self.torch_aie, "__version__", "unknown")
         key = digest([self.model_sha256, list(input_shape), self.key_options(), version])
         path = torchscript_sibling(self.torchscript_path, f"aie-{key[:16]}.ts")
-        with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):  # shard workers: one compiles
-            if not path.is_file():
+        with made_once(path) as tmp:  # shard workers: one compiles
+            if tmp is not None:
                 compiled = self.torch_aie.compile(
                     self.traced,
                     inputs=[self.torch_aie.Input(input_shape, dtype=torch.float32)],
@@ -384,10 +393,9 @@ class AieBackend(Backend):
                     optimization_level=self.options.optimization_level,
                     allow_tensor_replace_int=self.options.allow_tensor_replace_int,
                 )
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.jit.save(compiled, str(tmp))
-                os.replace(tmp, path)
-            self.compiled[input_shape] = torch.jit.load(str(path))
+                torch.jit.save(compiled, str(tmp / "model.ts"))
+                os.replace(tmp / "model.ts", path)
+        self.compiled[input_shape] = torch.jit.load(str(path))
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(self.device)
@@ -416,7 +424,7 @@ def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
     """The fastest CPU path whose CER on the trained model's test set is within 0.5 points of fp32 (README,
     'Accuracy on a trained model'), by what this CPU has: int8 where it has int8 dot products (its float ops
     bf16 where the CPU has that too), else bf16 where it has bf16, else fp32."""
-    if installed("openvino") and not flags.isdisjoint(INT8_FLAGS):
+    if installed("openvino") and installed("nncf") and not flags.isdisjoint(INT8_FLAGS):
         return OpenVinoInt8Backend.name
     if installed("openvino") and OpenVinoBf16Backend.cpu_supports(flags):
         return OpenVinoBf16Backend.name

@@ -392,7 +392,7 @@ class RunDir(Generic[M]):
                 return record
         return None
 
-    def finished_shards(self, run_key: str) -> list[ShardRecord]:
+    def finished_shards(self, run_key: str, settings: str = "") -> list[ShardRecord]:
         """The shard records of the run `run_key`, checked: all N there, one N, no other run's."""
         found: list[ShardRecord] = []
         foreign: list[str] = []
@@ -409,8 +409,8 @@ class RunDir(Generic[M]):
         if not found:
             others = f" (shard records of other runs: {', '.join(foreign)})" if foreign else ""
             raise PipelineError(
-                f"no --shard run of these inputs and settings has finished into {self.path}{others}: run the shards "
-                "with the same options first"
+                f"no --shard run of these inputs and settings{f' ({settings})' if settings else ''} has finished into "
+                f"{self.path}{others}: run the shards with the same options first"
             )
         by_count: dict[int, list[ShardRecord]] = {}
         for record in found:

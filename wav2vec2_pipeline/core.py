@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wav2vec2_pipeline.audio import fit_length, normalize
+from wav2vec2_pipeline.bins import DTYPE
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.inference import calibration_bins, run_batch
+from wav2vec2_pipeline.inference import calibration_bins, calibration_key, calibration_rows, run_batch
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 from wav2vec2_pipeline.planning import Bin, Layout, plan_bins, stitch
-from wav2vec2_pipeline.provenance import bytes_sha256, digest
+from wav2vec2_pipeline.provenance import bytes_sha256
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2FeatureExtractor
@@ -33,22 +34,28 @@ def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.
     return rows
 
 
+def calibration_of_plan(bins: Sequence[Bin], batch_size: int, normalized: Callable[[str], np.ndarray]) -> "Calibration":
+    """What `inference.calibration_of` reads from the input bins, made in memory from the same bins of a plan: the
+    same rows and the same key (the sha256 of the input bins preprocess would write), so the quantised model is
+    the one compile.py would make."""
+    from wav2vec2_pipeline.backends import Calibration
+
+    picked = calibration_bins(bins, batch_size)
+    batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
+
+    def rows() -> Iterator[np.ndarray]:
+        for bin_, batch in zip(picked, batches, strict=True):
+            yield from calibration_rows(batch, len(bin_.rows), len(picked))
+
+    return Calibration(calibration_key([bytes_sha256(batch.tobytes()) for batch in batches]), rows)
+
+
 def calibration(
     audio: Mapping[str, np.ndarray], *, batch_size: int, layout: Layout, feature_extractor: "Wav2Vec2FeatureExtractor"
 ) -> "Calibration":
-    """The speech a quantised backend calibrates on when it transcribes `audio`: the rows of the bins compile.py
-    would calibrate on (`inference.calibration_of`)."""
-    from wav2vec2_pipeline.backends import Calibration
-
-    picked = calibration_bins(plan_bins({u: len(a) for u, a in audio.items()}, batch_size, layout).bins, batch_size)
-
-    def rows() -> Iterator[np.ndarray]:
-        for bin_ in picked:
-            batch = make_batch(bin_, batch_size, lambda utt_id: normalize(audio[utt_id], feature_extractor))
-            yield from (row[None] for row in batch[: len(bin_.rows)])
-
-    key = [[(bytes_sha256(audio[r.utt_id].tobytes()), r.start) for r in b.rows] for b in picked]
-    return Calibration(digest([key, feature_extractor.to_dict()]), rows)
+    """The speech a quantised backend calibrates on when it transcribes `audio` laid out by `layout`."""
+    plan = plan_bins({u: len(a) for u, a in audio.items()}, batch_size, layout)
+    return calibration_of_plan(plan.bins, batch_size, lambda utt_id: normalize(audio[utt_id], feature_extractor))
 
 
 def transcribe(

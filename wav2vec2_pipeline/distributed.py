@@ -33,7 +33,7 @@ import wav2vec2_pipeline
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.batches import MapBin
 from wav2vec2_pipeline.bins import DTYPE, BinRecord, LogitsManifest, RunDir, StageMetrics, as_array, read_bytes
-from wav2vec2_pipeline.core import make_batch
+from wav2vec2_pipeline.core import calibration_of_plan, make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.inference import (
     MAX_STATIC_SHAPES,
@@ -41,7 +41,6 @@ from wav2vec2_pipeline.inference import (
     BinResult,
     CompileOptions,
     CompileResult,
-    calibration_bins,
     compile_bins,
     logits_key,
     logits_run_key,
@@ -62,12 +61,12 @@ from wav2vec2_pipeline.preprocess import (
     up_to_date,
     write_map_and_truth,
 )
-from wav2vec2_pipeline.provenance import bytes_sha256, digest
+from wav2vec2_pipeline.provenance import bytes_sha256
 from wav2vec2_pipeline.resources import peak_rss_mib
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.backends import Backend, Calibration
+    from wav2vec2_pipeline.backends import Backend
 
 ACTOR_RESTARTS = 3
 """An actor whose process dies (killed, out of memory, its node gone) is restarted this often, and the bins it
@@ -494,24 +493,6 @@ def run_audio(
         )  # fmt: skip
         run_dir.finish(manifest)
     return FusedResult(manifest, False, stage, map_file, truth_file), ray_runner
-
-
-def calibration_of_plan(
-    plan_bins: list[Bin], batch_size: int, normalized: Callable[[str], np.ndarray]
-) -> "Calibration":
-    """What `inference.calibration_of` reads from the input bins, made in memory from the same bins of the plan:
-    the same rows and the same key (their input bins' sha256), so the quantised model is the one compile.py
-    would make."""
-    from wav2vec2_pipeline.backends import Calibration
-
-    picked = calibration_bins(plan_bins, batch_size)
-    batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
-
-    def rows() -> Iterator[np.ndarray]:
-        for bin_, batch in zip(picked, batches, strict=True):
-            yield from (row[None] for row in batch[: len(bin_.rows)])
-
-    return Calibration(digest([bytes_sha256(batch.tobytes()) for batch in batches]), rows)
 
 
 def summary_line(stage: StageMetrics, runner: RayRunner) -> str:

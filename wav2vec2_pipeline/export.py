@@ -5,11 +5,16 @@ The export record beside traced.pth ties it to the model files it came from (by 
 model's vocabulary and geometry, so later stages decode with the vocabulary the logits were made with.
 """
 
+import contextlib
+import importlib.metadata
 import io
+import logging
 import os
+import re
+import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -160,7 +165,7 @@ def export(model_dir: str, output: Path, *, max_samples: int, overwrite: bool = 
     cache = DigestCache(output.with_name(f".{output.name}.digests.json"))
     ours = {output.resolve(), record_path(output).resolve()}
     files = [p for p in sorted(source.iterdir()) if local and p.is_file() and not p.name.startswith(".")
-             and p.suffix != ".onnx" and p.resolve() not in ours]  # fmt: skip
+             and not is_conversion(p, output) and p.resolve() not in ours]  # fmt: skip
     contents = {p.name: cache.sha256(p) for p in files} if local else model_dir
     run_key = digest({"model": contents, "max_samples": max_samples})
     previous = None if overwrite or not output.is_file() else _matching_record(output, run_key)
@@ -216,19 +221,39 @@ def torchscript_sibling(torchscript_path: Path, suffix: str) -> Path:
     return torchscript_path.with_name(f"{torchscript_path.stem}.{suffix}")
 
 
+def is_conversion(path: Path, torchscript_path: Path) -> bool:
+    """Whether `path` is one of the conversions of `torchscript_path` kept beside it (not a model file)."""
+    stem = re.escape(torchscript_path.stem)
+    return re.fullmatch(rf"{stem}\.([0-9a-f]{{16}}\..+|aie-[0-9a-f]{{16}}\.ts)", path.name) is not None
+
+
+@contextlib.contextmanager
+def made_once(path: Path) -> Iterator[Path | None]:
+    """Make `path` once, whatever the number of workers: under its lock, a scratch dir beside it where it is
+    still missing (scratch of a killed earlier attempt removed first), None where another worker made it."""
+    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):
+        if path.is_file():
+            yield None
+            return
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+            yield Path(tmp)
+
+
 def onnx_model(torchscript_path: Path, sha256: str) -> Path:
     """traced.pth exported to ONNX with free batch and length axes, once: kept beside it, named by its hash."""
     path = torchscript_sibling(torchscript_path, f"{sha256[:16]}.onnx")
-    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):  # shard workers: one exports
-        if not path.is_file():
-            _export_onnx(torchscript_path, path)
+    with made_once(path) as tmp:
+        if tmp is not None:
+            _export_onnx(torchscript_path, path, tmp)
     return path
 
 
-def _export_onnx(torchscript_path: Path, path: Path) -> None:
+def _export_onnx(torchscript_path: Path, path: Path, tmp: Path) -> None:
     print(f"exporting {torchscript_path} to ONNX, once: {path}", flush=True)
     module = load_torchscript(torchscript_path, "cpu")
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module, (torch.zeros(1, 16_000),), f"{tmp}/model.onnx", input_names=["input_values"],
@@ -238,26 +263,35 @@ def _export_onnx(torchscript_path: Path, path: Path) -> None:
         os.replace(f"{tmp}/model.onnx", path)
 
 
+def int8_recipe() -> str:
+    """What besides the model and the speech decides NNCF's int8 model: library versions and our settings."""
+    try:
+        versions = {name: importlib.metadata.version(name) for name in ("nncf", "openvino")}
+    except importlib.metadata.PackageNotFoundError as error:
+        raise PipelineError(f"int8 with OpenVINO needs {error.name}: pip install -r requirements.txt") from error
+    return digest({**versions, "ignored": FEATURE_ENCODER, "model_type": "transformer"})
+
+
 def openvino_int8_model(onnx_path: Path, calibration_key: str, rows: Callable[[], Iterable[np.ndarray]]) -> Path:
     """The ONNX model quantised to int8 by NNCF's post-training quantisation (weights and activations, scales
     from `rows` of speech; the feature encoder left fp32), once: saved as OpenVINO IR beside it, named by the
-    hashes of model and speech."""
-    import nncf
-    import openvino
+    hashes of model, speech and recipe."""
+    path = onnx_path.with_name(f"{onnx_path.stem}.int8-{digest([calibration_key, int8_recipe()])[:16]}.xml")
+    with made_once(path) as tmp:
+        if tmp is not None:
+            import nncf
+            import openvino
 
-    path = onnx_path.with_name(f"{onnx_path.stem}.int8-{calibration_key[:16]}.xml")
-    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):
-        if not path.is_file():
             items = list(rows())
             print(f"quantising {onnx_path} to int8 with NNCF on {len(items)} rows of speech, once: {path}", flush=True)
+            nncf.set_log_level(logging.WARNING)
             quantized = nncf.quantize(
                 openvino.Core().read_model(onnx_path), nncf.Dataset(items), subset_size=len(items),
                 model_type=nncf.ModelType.TRANSFORMER, ignored_scope=nncf.IgnoredScope(patterns=[FEATURE_ENCODER]),
             )  # fmt: skip
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                openvino.save_model(quantized, f"{tmp}/model.xml", compress_to_fp16=False)
-                os.replace(f"{tmp}/model.bin", path.with_suffix(".bin"))
-                os.replace(f"{tmp}/model.xml", path)  # last: the .xml is there only once both are whole
+            openvino.save_model(quantized, f"{tmp}/model.xml", compress_to_fp16=False)
+            os.replace(f"{tmp}/model.bin", path.with_suffix(".bin"))
+            os.replace(f"{tmp}/model.xml", path)  # last: the .xml is there only once both are whole
     return path
 
 
@@ -266,11 +300,10 @@ def onnx_int8_model(fp32_path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = fp32_path.with_suffix(".int8.onnx")
-    with locked(path.with_name(f".{path.name}.lock"), str(path), wait=True):
-        if not path.is_file():
+    with made_once(path) as tmp:
+        if tmp is not None:
             print(f"quantising {fp32_path} to int8, once: {path}", flush=True)
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                quantize_dynamic(fp32_path, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"],
-                                 weight_type=QuantType.QInt8)  # fmt: skip
-                os.replace(f"{tmp}/model.onnx", path)
+            quantize_dynamic(fp32_path, f"{tmp}/model.onnx", op_types_to_quantize=["MatMul"],
+                             weight_type=QuantType.QInt8)  # fmt: skip
+            os.replace(f"{tmp}/model.onnx", path)
     return path

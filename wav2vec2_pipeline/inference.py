@@ -48,6 +48,8 @@ MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
 MAX_RUNS = 100_000
 """Warm-up or timed runs beyond this are a typo, not a measurement (each takes a second on a CPU)."""
+CALIBRATION_MIN_BINS = 4
+"""Bins, at least, spread over the plan: bucketed and --exact plans are sorted by length, so every length is seen."""
 CALIBRATION_ROWS = 32
 """Rows of speech a quantised model is calibrated on (about 4 minutes at test-clean's lengths); editing the audio
 of one of them changes the quantised model, and so every logits bin of the run."""
@@ -174,9 +176,20 @@ def measure_throughput(backend: "Backend", batch: np.ndarray, warmup_runs: int, 
 
 
 def calibration_bins(bins: Sequence[T], batch_size: int) -> list[T]:
-    """Enough of `bins` for CALIBRATION_ROWS rows, spread evenly over the plan (all of them in a smaller run)."""
-    count = min(len(bins), -(-CALIBRATION_ROWS // batch_size))
+    """Enough of `bins` for CALIBRATION_ROWS rows and at least CALIBRATION_MIN_BINS, spread evenly over the plan
+    (all of them in a smaller run)."""
+    count = min(len(bins), max(CALIBRATION_MIN_BINS, -(-CALIBRATION_ROWS // batch_size)))
     return [bins[i] for i in sorted({round(x) for x in np.linspace(0, len(bins) - 1, count)})]
+
+
+def calibration_key(bin_sha256s: list[str]) -> str:
+    """Names the calibration speech: the input bins it is taken from, and how much of each."""
+    return digest({"bins": bin_sha256s, "rows": CALIBRATION_ROWS})
+
+
+def calibration_rows(batch: np.ndarray, rows_used: int, bins_picked: int) -> Iterator[np.ndarray]:
+    """The rows of one calibration bin that calibrate: its speech rows, an even share of CALIBRATION_ROWS each."""
+    yield from (row[None] for row in batch[: min(rows_used, -(-CALIBRATION_ROWS // bins_picked))])
 
 
 def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "Calibration":
@@ -188,10 +201,15 @@ def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "
 
     def rows() -> Iterator[np.ndarray]:
         for record in picked:
-            batch = as_array(read_bytes(input_dir / record.name, record.shape, "Re-run preprocess."), record.shape)
-            yield from (row[None] for row in batch[: record.rows_used or record.shape[0]])
+            data = read_bytes(input_dir / record.name, record.shape, "Re-run preprocess.")
+            if bytes_sha256(data) != record.sha256:  # it names the quantised model: never calibrate on other bytes
+                raise PipelineError(
+                    f"{input_dir / record.name} is not the bin its manifest lists (its content changed since "
+                    "preprocess wrote it); re-run wav2vec2_preprocess.py with --overwrite"
+                )
+            yield from calibration_rows(as_array(data, record.shape), record.rows_used or record.shape[0], len(picked))
 
-    return Calibration(digest([b.sha256 for b in picked]), rows)
+    return Calibration(calibration_key([b.sha256 for b in picked]), rows)
 
 
 @dataclass(frozen=True)
@@ -313,6 +331,7 @@ def compile_bins(
     device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads,
                            options.aie_optimization_level, options.allow_tensor_replace_int)  # fmt: skip
     backend = backend or create_backend(options.backend, device)
+    backend.check_cpu()  # before any dir is made
     shapes = dict.fromkeys(tuple(b.shape) for b in inputs.bins)
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(
@@ -344,12 +363,13 @@ def compile_bins(
     if finished and not options.overwrite and (measured or options.shard or options.merge or runner is not None):
         run_dir.cache.save()  # a shard or merge of a finished run has nothing to add: its manifest stands
         return CompileResult(previous, True, previous.stage)
-    shards = run_dir.finished_shards(run_key) if options.merge else []  # refused here, before any write
+    settings = " ".join([f"--backend {backend.name}", *(backend_options or [])])
+    shards = run_dir.finished_shards(run_key, settings) if options.merge else []  # refused here, before any write
 
     with run_dir.lock(options.shard):
         if not options.merge and runner is None:
-            shapes = ", ".join(dict.fromkeys(shape_text(b.shape) for b in inputs.bins))
-            print(f"backend {backend.name}: {torchscript_path} for input {shapes} float32", flush=True)
+            shown = ", ".join(shape_text(shape) for shape in shapes)
+            print(f"backend {backend.name}: {torchscript_path} for input {shown} float32", flush=True)
             backend.load(torchscript_path)
             for shape in shapes:
                 backend.prepare(shape)

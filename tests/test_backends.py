@@ -247,3 +247,14 @@ def test_compile_runs_aie_once_per_bin_shape_and_a_rerun_compiles_nothing(stand_
     assert sorted(shapes) == sorted(bin_shapes) and len(bin_shapes) > 1
     compile_bins(tmp_path / "in", tmp_path / "out2", own_traced, options, "test")
     assert len(compile_calls(stand_in_torch_aie)) == len(bin_shapes), "the second run loads the saved models"
+
+
+def test_int8_set_up_for_bf16_refuses_to_load_on_a_cpu_without_it(monkeypatch, traced_path) -> None:
+    """A driver or a merge on a bf16 CPU keys the logits "float ops bf16": a worker without bf16 must not quietly
+    run fp32 under that key."""
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    backend = create_backend("openvino-int8", DeviceOptions())
+    backend.calibration = backends.Calibration("k" * 64, list)
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512_vnni"}))  # the worker's CPU
+    with pytest.raises(PipelineError, match=r"^--backend openvino-int8 was set up for bf16 .* one kind of CPU$"):
+        backend.load(traced_path)

@@ -237,6 +237,12 @@ class OpenVinoBackend(Backend):
         if importlib.util.find_spec("openvino") is None:
             raise PipelineError(f"--backend {self.name} needs openvino: pip install -r requirements.txt")
         self.check_cpu()
+        if self.precision == "bf16" and not OpenVinoBf16Backend.cpu_supports(cpu_flags()):  # chosen elsewhere
+            raise PipelineError(
+                f"--backend {self.name} was set up for bf16 on a CPU that has it, and this one has neither "
+                f"{' nor '.join(OpenVinoBf16Backend.cpu_flags_needed)}: its logits would not be the ones its key "
+                "names; run every worker of a job on one kind of CPU"
+            )
         import openvino
 
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}

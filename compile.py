@@ -1,11 +1,10 @@
 """Compile traced.pth for a backend, run every input bin, write logits bins, print throughput."""
 
-import argparse
 from pathlib import Path
 
 from wav2vec2_pipeline.bins import add_shard_arguments
 from wav2vec2_pipeline.errors import ArgumentParser, command_line, run_cli
-from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES, CompileOptions
+from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES, CompileOptions, add_aie_arguments
 from wav2vec2_pipeline.model import MAX_SAMPLES
 
 
@@ -22,12 +21,7 @@ def main() -> None:
     parser.add_argument("--warmup_runs", type=int, default=10)
     parser.add_argument("--timed_runs", type=int, default=100)
     parser.add_argument("--device_id", type=int, default=0, help="NPU or GPU index")
-    parser.add_argument("--soc_version", default="Ascend310P3", help="aie only")
-    parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
-    parser.add_argument("--aie_optimization_level", type=int, default=0,
-                        help="aie only: torch_aie.compile's optimization_level (0, as the Ascend guide compiles it)")
-    parser.add_argument("--allow_tensor_replace_int", action=argparse.BooleanOptionalAction, default=True,
-                        help="aie only: run the model's int64 tensors as int32, as the Ascend guide does")
+    add_aie_arguments(parser)
     parser.add_argument("--threads", type=int, help="CPU backends: intra-op threads (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="redo every bin even where complete outputs exist")
     add_shard_arguments(parser)

@@ -4,7 +4,7 @@ wav2vec2_preprocess.py + compile.py without writing input bins. Every output is 
 from pathlib import Path
 
 from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, command_line, run_cli
-from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
+from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES, add_aie_arguments
 from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options
 
 LAYOUT_DESTS = ("data_path", "resample", "downmix", "long_audio", "stride_frames", "bucket", "exact", "bucket_samples",
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--npus_per_actor", type=float, default=0.0,
                         help="Ascend NPUs per actor (Ray's NPU resource; backend aie)")  # fmt: skip
     parser.add_argument("--bins_per_task", type=int, default=4, help="bins per Ray block and actor call")
+    add_aie_arguments(parser)
     args = parser.parse_args()
 
     if (args.input is None) == (args.input_path is None):
@@ -52,17 +53,22 @@ def main() -> None:
     )  # fmt: skip
     if args.batch_size < 1:
         raise PipelineError(f"--batch_size must be at least 1, got {args.batch_size}")
+    from wav2vec2_pipeline.backends import DeviceOptions
+
+    device = DeviceOptions(soc_version=args.soc_version, precision_policy=args.precision_policy,
+                           optimization_level=args.aie_optimization_level,
+                           allow_tensor_replace_int=args.allow_tensor_replace_int)  # fmt: skip
     if args.input_path is not None:
-        run_from_bins(args, cluster)
+        run_from_bins(args, cluster, device)
     else:
-        run_from_audio(args, cluster)
+        run_from_audio(args, cluster, device)
 
 
-def run_from_bins(args, cluster) -> None:
+def run_from_bins(args, cluster, device) -> None:
     from wav2vec2_pipeline.distributed import run_bins, summary_line
 
     result, runner = run_bins(args.input_path, args.output_path, args.torchscript_path, args.batch_size, args.backend,
-                              cluster, command_line(), max_samples=args.max_samples)  # fmt: skip
+                              cluster, command_line(), max_samples=args.max_samples, device=device)  # fmt: skip
     if not runner.actors:
         print(f"{args.output_path} is up to date (same model, input bins and backend): nothing to run")
         return
@@ -70,12 +76,12 @@ def run_from_bins(args, cluster) -> None:
     print(summary_line(result.stage, runner))
 
 
-def run_from_audio(args, cluster) -> None:
+def run_from_audio(args, cluster, device) -> None:
     from wav2vec2_pipeline.distributed import run_audio, summary_line
 
     options = preprocess_options(args)
     result, runner = run_audio(args.input, args.output_path, args.data_path, args.torchscript_path, options,
-                               args.backend, cluster, command_line())  # fmt: skip
+                               args.backend, cluster, command_line(), device)  # fmt: skip
     if not runner.actors:
         print(f"{args.output_path} and the batch map in {args.data_path} are up to date (same audio, settings, model "
               "and backend): nothing to run")  # fmt: skip

@@ -115,10 +115,12 @@ def test_both_modes_equal_the_four_stage_path_byte_for_byte(
 
 
 def test_a_backend_calibrated_on_the_speech_gives_compile_py_s_bins_in_both_modes(
-    tmp_path, dataset, traced_path, tiny_model_dir, local_ray
+    tmp_path, dataset, traced_path, tiny_model_dir, local_ray, monkeypatch
 ) -> None:
     """openvino-int8 (what auto takes on a CPU with int8 dot products) calibrates on the speech of a few bins: from
-    audio the driver makes those bins in memory, with the same key, so the same quantised model runs."""
+    audio the driver makes those bins in memory, with the same key, so the same quantised model runs. Paths are
+    given relative to a dir the Ray workers did not start in, as on a cluster: what the actors read (audio, the
+    model dir, calibration bins) must reach them absolute."""
     pytest.importorskip("nncf", reason="openvino-int8 needs nncf and openvino")
     layout = ("--long_audio", "chunk")
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
@@ -126,10 +128,12 @@ def test_a_backend_calibrated_on_the_speech_gives_compile_py_s_bins_in_both_mode
     run_script("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
                "--torchscript_path", traced_path, "--backend", "openvino-int8", "--threads", 1, "--warmup_runs", 0,
                "--timed_runs", 1)  # fmt: skip
-    run_bins(tmp_path / "in", tmp_path / "a", traced_path, 2, "openvino-int8", ONE_THREAD, "test")
-    options = layout_options(dataset[0], 2, tiny_model_dir, *layout)
-    run_audio(dataset[0], tmp_path / "b", tmp_path / "b_data", traced_path, options, "openvino-int8", ONE_THREAD,
-              "test")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert ray.get(ray.remote(lambda: os.getcwd()).remote()) != str(tmp_path), "the workers start elsewhere"
+    dataset_dir, model_dir = (Path(os.path.relpath(p, tmp_path)) for p in (dataset[0], tiny_model_dir))
+    run_bins(Path("in"), Path("a"), traced_path, 2, "openvino-int8", ONE_THREAD, "test")
+    options = layout_options(dataset_dir, 2, model_dir, *layout)
+    run_audio(dataset_dir, Path("b"), Path("b_data"), traced_path, options, "openvino-int8", ONE_THREAD, "test")
     clean = json.loads((tmp_path / "clean" / "manifest.json").read_text())
     for mode in ("a", "b"):
         assert files(tmp_path / mode) == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 4
@@ -301,6 +305,7 @@ def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
         (("--input_path", "x", "--gpus_per_actor", -1), "--gpus_per_actor must be 0 or more"),
         (("--input_path", "x", "--backend", "cuda"), "only with --gpus_per_actor"),
         (("--input_path", "x", "--bins_per_task", 0), "--bins_per_task must be at least 1"),
+        (("--input_path", "x", "--aie_optimization_level", -1), "--aie_optimization_level must be 0 or more"),
         (("--input_path", "x", "--actors", "two"), "invalid int value"),
     ],
 )
@@ -311,3 +316,53 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_auto_takes_what_the_actors_get_not_what_the_driver_has(monkeypatch) -> None:
+    """A driver on a GPU or NPU machine: without --gpus_per_actor or --npus_per_actor the actors get a CPU."""
+    from wav2vec2_pipeline import backends
+    from wav2vec2_pipeline.distributed import actor_backend
+
+    monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: True))
+    monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: True))
+    monkeypatch.setattr(backends, "cpu_auto", lambda: "onnxruntime")
+    assert actor_backend("auto", ClusterOptions()).name == "onnxruntime"
+    assert actor_backend("auto", ClusterOptions(gpus_per_actor=1)).name == "cuda"
+    assert actor_backend("auto", ClusterOptions(npus_per_actor=1)).name == "aie"
+    compiled_as = backends.DeviceOptions(soc_version="Ascend910B3", precision_policy="FP32", device_id=3)
+    options = actor_backend("aie", ClusterOptions(npus_per_actor=1), compiled_as).options
+    assert (options.soc_version, options.precision_policy, options.device_id) == ("Ascend910B3", "FP32", 0)
+    assert actor_backend("onnxruntime", ClusterOptions()).options.threads == 1, "as many as the CPUs it reserves"
+    assert actor_backend("onnxruntime", ClusterOptions(threads_per_actor=4)).options.threads == 4
+
+
+def test_the_driver_leaves_the_cpu_check_to_the_actors_and_refuses_bins_that_never_came_back(
+    tmp_path, dataset, traced_path, monkeypatch
+) -> None:
+    """A head node without bf16 can send openvino-bf16 to workers that have it (each actor checks its own CPU as
+    it loads); and bins that a runner elsewhere loses are named, never left out of a manifest."""
+    from wav2vec2_pipeline import backends
+    from wav2vec2_pipeline.inference import CompileOptions, compile_bins
+
+    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
+               "--data_path", tmp_path / "data")  # fmt: skip
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512f"}))  # the driver's CPU: no bf16
+    options = CompileOptions(batch_size=4, backend="openvino-bf16")
+    with pytest.raises(PipelineError, match=r"^1 bin\(s\) never came back .*: run the same command again"):
+        compile_bins(tmp_path / "in", tmp_path / "out", traced_path, options, "test", runner=lambda bins: iter(()))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    with pytest.raises(PipelineError, match="needs a CPU with avx512_bf16"):  # run here, it is checked here
+        compile_bins(tmp_path / "in", tmp_path / "out2", traced_path, options, "test")
+
+
+def test_a_device_no_node_has_is_one_line_not_a_hang(capsys) -> None:
+    """Ray waits without end for an actor it cannot place; a cluster may be waiting for its autoscaler."""
+    from wav2vec2_pipeline.distributed import check_devices
+
+    with pytest.raises(PipelineError, match=r"^--gpus_per_actor 1: this machine's Ray has 0 GPU\(s\)"):
+        check_devices(ClusterOptions(gpus_per_actor=1), {"CPU": 2.0}, local=True)
+    with pytest.raises(PipelineError, match=r"^--npus_per_actor 2: this machine's Ray has 1 NPU\(s\)"):
+        check_devices(ClusterOptions(npus_per_actor=2), {"CPU": 2.0, "NPU": 1.0}, local=True)
+    check_devices(ClusterOptions(npus_per_actor=1), {"CPU": 2.0, "NPU": 8.0}, local=True)
+    check_devices(ClusterOptions(gpus_per_actor=0.5), {"CPU": 2.0}, local=False)
+    assert capsys.readouterr().err.startswith("warning: --gpus_per_actor 0.5: the Ray cluster (as yet) has 0 GPU(s)")

@@ -607,3 +607,19 @@ def test_arrays_of_the_logits_stream_match_the_bins(done) -> None:
     start, end = first_row["keep"]
     assert utt_id == first_row["utt_id"]
     np.testing.assert_array_equal(logits, raw[0, start:end])
+
+
+def test_bins_from_elsewhere_read_at_another_shape_are_run_again(tmp_path, done, traced_path) -> None:
+    """Bins without a manifest are taken at the shape the command names: the same bytes at another batch size
+    and row length are other rows, so neither the run nor a bin of it is up to date."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for path in (done / "in").glob("batch_*.bin"):
+        shutil.copy(path, raw / path.name)
+    common = ("--input_path", raw, "--output_path", tmp_path / "out", "--torchscript_path", traced_path,
+              "--backend", "torchscript", *FAST)  # fmt: skip
+    run_script("compile.py", "--batch_size", 3, "--max_samples", 100_000, *common)
+    printed = run_script("compile.py", "--batch_size", 1, "--max_samples", 300_000, *common).stdout
+    assert "up to date" not in printed and "stage: 2 rows in" in printed
+    manifest = RunDir(tmp_path / "out", LogitsManifest).require_manifest()
+    assert manifest.batch_size == 1 and {tuple(b.shape[:2]) for b in manifest.bins} == {(1, 937)}

@@ -288,18 +288,26 @@ class OpenVinoInt8Backend(OpenVinoBackend):
     def __init__(self, options: DeviceOptions) -> None:
         super().__init__(options)
         self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
+        self.keyed_recipe: str | None = None
+        """The recipe the run key names, where it was made (a driver or a merge may be on another machine)."""
 
     def model_path(self, torchscript_path: Path) -> Path:
         if importlib.util.find_spec("nncf") is None:
             raise PipelineError(f"--backend {self.name} needs nncf to quantise: pip install -r requirements.txt")
         if self.calibration is None:
             raise PipelineError(f"--backend {self.name} needs speech to calibrate on; none was given")
+        if self.keyed_recipe not in (None, int8_recipe()[:16]):
+            raise PipelineError(
+                f"--backend {self.name} was keyed with NNCF and OpenVINO versions other than this machine's: its "
+                "quantised model would not be the one its key names; install requirements.txt on every worker"
+            )
         return openvino_int8_model(super().model_path(torchscript_path), self.calibration.key, self.calibration.rows)
 
     def key_options(self) -> list[str]:
         assert self.calibration is not None, "set before the run key is made"
-        recipe = int8_recipe()[:16]
-        return [f"nncf calibration {self.calibration.key}", f"recipe {recipe}", f"float ops {self.precision}"]
+        self.keyed_recipe = int8_recipe()[:16]
+        calibration = f"nncf calibration {self.calibration.key}"
+        return [calibration, f"recipe {self.keyed_recipe}", f"float ops {self.precision}"]
 
 
 class CudaBackend(TorchScriptBackend):
@@ -437,15 +445,20 @@ def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
     return OnnxRuntimeBackend.name if installed("onnxruntime") else TorchScriptBackend.name
 
 
+def cpu_auto() -> str:
+    """`cpu_default` for this machine's CPU and packages."""
+    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)
+
+
 def resolve(name: str) -> str:
-    """`auto`: an NPU where torch_aie imports, else a GPU where torch sees one, else `cpu_default`."""
+    """`auto`: an NPU where torch_aie imports, else a GPU where torch sees one, else `cpu_auto`."""
     if name != AUTO:
         return name
     if AieBackend.available():
         return AieBackend.name
     if CudaBackend.available():
         return CudaBackend.name
-    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)
+    return cpu_auto()
 
 
 def create_backend(name: str, options: DeviceOptions) -> Backend:

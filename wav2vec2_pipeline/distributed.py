@@ -13,12 +13,14 @@ Ray is imported only here, and only once there is a bin to run.
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -45,6 +47,7 @@ from wav2vec2_pipeline.inference import (
     logits_key,
     logits_run_key,
     put_logits,
+    require_all,
     run_batch,
     traced_model,
 )
@@ -66,7 +69,7 @@ from wav2vec2_pipeline.resources import peak_rss_mib
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.backends import Backend
+    from wav2vec2_pipeline.backends import Backend, DeviceOptions
 
 ACTOR_RESTARTS = 3
 """An actor whose process dies (killed, out of memory, its node gone) is restarted this often, and the bins it
@@ -118,17 +121,18 @@ class ClusterOptions:
         return float(self.threads_per_actor or 1)
 
 
-def actor_backend(name: str, cluster: ClusterOptions) -> "Backend":
-    """The backend every actor loads (not loaded here): `auto` is the NPU or GPU backend where actors get one,
-    else what compile.py's auto takes on this machine's CPU. A backend whose device the actors do not get is
-    refused now rather than failing on every actor."""
-    from wav2vec2_pipeline.backends import AieBackend, CudaBackend, DeviceOptions, create_backend
+def actor_backend(name: str, cluster: ClusterOptions, device: "DeviceOptions | None" = None) -> "Backend":
+    """The backend every actor loads (not loaded here), with `device`'s torch_aie options: `auto` is the NPU or GPU
+    backend where actors get one, else what compile.py's auto takes on this machine's CPU. A backend whose device
+    the actors do not get is refused now rather than failing on every actor."""
+    from wav2vec2_pipeline.backends import AieBackend, CudaBackend, DeviceOptions, cpu_auto, create_backend
 
     needs = {AieBackend: ("--npus_per_actor", cluster.npus_per_actor),
              CudaBackend: ("--gpus_per_actor", cluster.gpus_per_actor)}  # fmt: skip
-    device = DeviceOptions(threads=cluster.threads_per_actor)  # an actor sees its own devices from 0
-    if name == "auto":
-        name = next((cls.name for cls, (_, amount) in needs.items() if amount), name)
+    # an actor sees its own devices from 0, and runs as many threads as the CPUs it reserves
+    device = dataclasses.replace(device or DeviceOptions(), device_id=0, threads=int(cluster.cpus_per_actor))
+    if name == "auto":  # the driver's own NPU or GPU is not the actors'
+        name = next((cls.name for cls, (_, amount) in needs.items() if amount), None) or cpu_auto()
     backend = create_backend(name, device)
     for cls, (flag, amount) in needs.items():
         if isinstance(backend, cls) and not amount:
@@ -162,14 +166,30 @@ def connected(cluster: ClusterOptions) -> Iterator[None]:
         yield
         return
     check_cluster(cluster)
+    args = ray_init_args(cluster)
     try:
-        ray.init(**ray_init_args(cluster))
+        ray.init(**args)
     except ConnectionError as error:
         raise unreachable(cluster, error) from error
     try:
+        check_devices(cluster, ray.cluster_resources(), local="address" not in args)
         yield
     finally:
         ray.shutdown()
+
+
+def check_devices(cluster: ClusterOptions, resources: dict[str, float], *, local: bool) -> None:
+    """Ray waits without end for an actor it cannot place: a device no node has is one line, not a hang. A
+    cluster may be waiting for an autoscaler to add the nodes, so there it is only said."""
+    for flag, resource, amount in (("--gpus_per_actor", "GPU", cluster.gpus_per_actor),
+                                   ("--npus_per_actor", "NPU", cluster.npus_per_actor)):  # fmt: skip
+        have = resources.get(resource, 0.0)
+        if amount > have:
+            where = "this machine's Ray" if local else "the Ray cluster (as yet)"
+            message = f"{flag} {amount:g}: {where} has {have:g} {resource}(s), so no actor can start"
+            if local:
+                raise PipelineError(f"{message}; run on a machine with one, or pass --address of a cluster that has")
+            print(f"warning: {message}; waiting for nodes with them to join", file=sys.stderr, flush=True)
 
 
 def check_cluster(cluster: ClusterOptions, timeout_s: float = 5.0) -> None:
@@ -305,7 +325,7 @@ class RayRunner:
         if self.input_dir is None:
             rows = [{"name": b.name, **self.items[b.name]} for b in bins]
         else:
-            rows = [{"name": b.name, "path": str(self.input_dir.absolute() / b.name), "samples": b.shape[1],
+            rows = [{"name": b.name, "path": str(self.input_dir / b.name), "samples": b.shape[1],
                      "rows_used": b.rows_used} for b in bins]  # fmt: skip
         per_task = min(self.cluster.bins_per_task, math.ceil(len(rows) / self.cluster.actors))  # every actor busy
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
@@ -371,12 +391,15 @@ def run_bins(
     cluster: ClusterOptions,
     command: str,
     max_samples: int = MAX_SAMPLES,
+    device: "DeviceOptions | None" = None,
     **runner: Any,
 ) -> tuple[CompileResult, RayRunner]:
     """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool.
-    `max_samples`: row length of bins without a manifest, as compile.py's; `runner`: RayRunner's test hooks."""
+    `max_samples`: row length of bins without a manifest, as compile.py's; `device`: torch_aie's options;
+    `runner`: RayRunner's test hooks."""
     check_cluster(cluster)
-    backend = actor_backend(backend_name, cluster)
+    input_dir = input_dir.absolute()  # actors read it, and a cluster's workers do not start in this dir
+    backend = actor_backend(backend_name, cluster, device)
     ray_runner = RayRunner(cluster, torchscript_path, backend, batch_size, input_dir=input_dir, **runner)
     options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor,
                              max_samples=max_samples)  # fmt: skip
@@ -411,6 +434,7 @@ def run_audio(
     backend_name: str,
     cluster: ClusterOptions,
     command: str,
+    device: "DeviceOptions | None" = None,
     **runner: Any,
 ) -> tuple[FusedResult, RayRunner]:
     """Audio -> logits bins, batch map and ground truth, as preprocess + compile.py would write them, without
@@ -418,7 +442,7 @@ def run_audio(
     is there."""
     check_paths(source, output_dir, data_path, "--output_path")
     check_cluster(cluster)
-    backend = actor_backend(backend_name, cluster)
+    backend = actor_backend(backend_name, cluster, device)
     model = traced_model(torchscript_path)
     run_dir = RunDir(output_dir, LogitsManifest)
     inputs = identify_inputs(source, options, run_dir.cache)
@@ -452,18 +476,19 @@ def run_audio(
         ray_runner.items[name] = {
             "samples": bin_.samples, "rows_used": len(bin_.rows),
             "rows": json.dumps([[r.utt_id, r.start, *r.keep] for r in bin_.rows]),
-            "audio": json.dumps({r.utt_id: [str(by_id[r.utt_id].audio_path), bins.lengths[r.utt_id]]
+            "audio": json.dumps({r.utt_id: [str(by_id[r.utt_id].audio_path.absolute()), bins.lengths[r.utt_id]]
                                  for r in bin_.rows}),
         }  # fmt: skip
+    model_dir = str(options.model_dir.absolute()) if options.model_dir else None  # workers start elsewhere
     ray_runner.decode_args = {"batch_size": options.batch_size, "conversion": options.conversion,
-                              "model_dir": str(options.model_dir) if options.model_dir else None}  # fmt: skip
+                              "model_dir": model_dir}  # fmt: skip
 
-    def key_of(input_sha256: str) -> str:
-        return logits_key(model.sha256, input_sha256, backend.name, backend_options)
+    def key_of(name: str, input_sha256: str) -> str:
+        return logits_key(model.sha256, input_sha256, sources[name].shape, backend.name, backend_options)
 
     previous = run_dir.manifest()
     with run_dir.lock():
-        known = {name: key_of(s.sha256) if s.sha256 else "" for name, s in sources.items()}
+        known = {name: key_of(name, s.sha256) if s.sha256 else "" for name, s in sources.items()}
         run_dir.begin(run_key, known, command)
         done = {name: record for name, record in ((n, run_dir.done(n, k)) for n, k in known.items() if k) if record}
         todo = [s for name, s in sources.items() if name not in done]
@@ -475,11 +500,12 @@ def run_audio(
                              source_record.rows_used, source_record.speech_samples)  # fmt: skip
             records.save(output_dir / INPUTS_DIR / f"{made.name}.json", made)  # before the logits that depend on it
             sources[made.name] = made
-            done[made.name] = put_logits(run_dir, made, key_of(input_sha), logits, input_sha, model)
+            done[made.name] = put_logits(run_dir, made, key_of(made.name, input_sha), logits, input_sha, model)
             rows_run += made.shape[0] if backend.static_shapes else made.rows_used
             speech_samples += made.speech_samples
         stage = StageMetrics(len(sources), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
                              peak_rss_mib())  # fmt: skip
+        require_all(done, list(bins.keys))  # before the map, which names every input bin's sha256
         map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
                     for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip
         batch_map, map_file, truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)

@@ -6,10 +6,11 @@ can refuse logits that no longer belong to the batch map's inputs. Nothing here 
 is created.
 """
 
+import argparse
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -60,6 +61,17 @@ AUTO = "auto"
 BACKEND_NAMES = ("aie", "cuda", "onnxruntime", "torchscript", "torchscript-frozen", "onnxruntime-int8", "openvino",
                  "openvino-bf16", "openvino-int8", "cuda-fp16")
 """In the order `auto` tries them (backends.BACKENDS holds the classes)."""
+
+
+def add_aie_arguments(parser: argparse.ArgumentParser) -> None:
+    """torch_aie.compile's options, by default as the Ascend guide compiles this model: compile.py's and the Ray
+    driver's (whose actors compile)."""
+    parser.add_argument("--soc_version", default="Ascend310P3", help="aie only")
+    parser.add_argument("--precision_policy", default="FP16", help="aie only: a torch_aie.PrecisionPolicy name")
+    parser.add_argument("--aie_optimization_level", type=int, default=0,
+                        help="aie only: torch_aie.compile's optimization_level (0, as the Ascend guide compiles it)")
+    parser.add_argument("--allow_tensor_replace_int", action=argparse.BooleanOptionalAction, default=True,
+                        help="aie only: run the model's int64 tensors as int32, as the Ascend guide does")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,8 +141,8 @@ def find_input_bins(input_dir: Path, batch_size: int, max_samples: int) -> Input
         shape = [batch_size, max_samples]
         found = [BinRecord(p.name, shape, file_sha256(p) if is_whole(p, shape) else "", "", batch_size, 0)
                  for p in list_bins(input_dir)]  # fmt: skip
-        manifest = InputManifest(run_key=digest([b.sha256 for b in found]), batch_size=batch_size, bins=found,
-                                 map_digest=None)  # fmt: skip
+        run_key = digest({"bins": [b.sha256 for b in found], "shape": shape})  # the same bytes at another shape differ
+        manifest = InputManifest(run_key=run_key, batch_size=batch_size, bins=found, map_digest=None)
     if manifest.batch_size != batch_size:
         raise PipelineError(
             f"bins in {input_dir} were written with --batch_size {manifest.batch_size}; you passed {batch_size}. "
@@ -182,14 +194,14 @@ def calibration_bins(bins: Sequence[T], batch_size: int) -> list[T]:
     return [bins[i] for i in sorted({round(x) for x in np.linspace(0, len(bins) - 1, count)})]
 
 
-def calibration_key(bin_sha256s: list[str]) -> str:
-    """Names the calibration speech: the input bins it is taken from, and how much of each."""
-    return digest({"bins": bin_sha256s, "rows": CALIBRATION_ROWS})
+def rows_taken(rows_used: int, bins_picked: int) -> int:
+    """How many rows of a calibration bin calibrate: its speech rows, up to an even share of CALIBRATION_ROWS."""
+    return min(rows_used, -(-CALIBRATION_ROWS // bins_picked))
 
 
-def calibration_rows(batch: np.ndarray, rows_used: int, bins_picked: int) -> Iterator[np.ndarray]:
-    """The rows of one calibration bin that calibrate: its speech rows, an even share of CALIBRATION_ROWS each."""
-    yield from (row[None] for row in batch[: min(rows_used, -(-CALIBRATION_ROWS // bins_picked))])
+def calibration_key(taken: list[tuple[str, int]]) -> str:
+    """Names the calibration speech: each input bin it is taken from (sha256) and how many of its rows."""
+    return digest({"bins": [[sha256, rows] for sha256, rows in taken]})
 
 
 def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "Calibration":
@@ -198,18 +210,19 @@ def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "
     from wav2vec2_pipeline.backends import Calibration
 
     picked = calibration_bins(bins, batch_size)
+    taken = [rows_taken(record.rows_used or record.shape[0], len(picked)) for record in picked]
 
     def rows() -> Iterator[np.ndarray]:
-        for record in picked:
+        for record, count in zip(picked, taken, strict=True):
             data = read_bytes(input_dir / record.name, record.shape, "Re-run preprocess.")
             if bytes_sha256(data) != record.sha256:  # it names the quantised model: never calibrate on other bytes
                 raise PipelineError(
                     f"{input_dir / record.name} is not the bin its manifest lists (its content changed since "
                     "preprocess wrote it); re-run wav2vec2_preprocess.py with --overwrite"
                 )
-            yield from calibration_rows(as_array(data, record.shape), record.rows_used or record.shape[0], len(picked))
+            yield from (row[None] for row in as_array(data, record.shape)[:count])
 
-    return Calibration(calibration_key([b.sha256 for b in picked]), rows)
+    return Calibration(calibration_key([(b.sha256, count) for b, count in zip(picked, taken, strict=True)]), rows)
 
 
 @dataclass(frozen=True)
@@ -291,9 +304,11 @@ class CompileResult:
     stage: StageMetrics
 
 
-def logits_key(model_sha256: str, input_sha256: str, backend: str, options: list[str] | None) -> str:
-    """What a logits bin is computed from: the model, the input bin, and the backend with its options."""
-    return digest({"model": model_sha256, "input": input_sha256, "backend": backend, "options": options})
+def logits_key(model_sha256: str, input_sha256: str, shape: list[int], backend: str, options: list[str] | None) -> str:
+    """What a logits bin is computed from: the model, the input bin and the shape it is read as (the same bytes
+    are other rows at another shape), and the backend with its options."""
+    return digest({"model": model_sha256, "input": input_sha256, "shape": list(shape), "backend": backend,
+                   "options": options})  # fmt: skip
 
 
 def check_paths(input_dir: Path, output_dir: Path) -> None:
@@ -331,7 +346,8 @@ def compile_bins(
     device = DeviceOptions(options.device_id, options.soc_version, options.precision_policy, options.threads,
                            options.aie_optimization_level, options.allow_tensor_replace_int)  # fmt: skip
     backend = backend or create_backend(options.backend, device)
-    backend.check_cpu()  # before any dir is made
+    if runner is None:  # before any dir is made; a runner's workers check their own CPUs as they load
+        backend.check_cpu()
     shapes = dict.fromkeys(tuple(b.shape) for b in inputs.bins)
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(
@@ -371,9 +387,7 @@ def compile_bins(
             shown = ", ".join(shape_text(shape) for shape in shapes)
             print(f"backend {backend.name}: {torchscript_path} for input {shown} float32", flush=True)
             backend.load(torchscript_path)
-            for shape in shapes:
-                backend.prepare(shape)
-        keys = {b.name: logits_key(model_sha, b.sha256, backend.name, backend_options) for b in inputs.bins}
+        keys = {b.name: logits_key(model_sha, b.sha256, b.shape, backend.name, backend_options) for b in inputs.bins}
         run_dir.begin(run_key, keys, command, options.shard)
         finished_bins: dict[str, BinRecord] = {}
         for position, source in mine:
@@ -383,6 +397,10 @@ def compile_bins(
             if record is not None:
                 finished_bins[source.name] = record
         todo = [source for _, source in mine if source.name not in finished_bins]
+        if not options.merge and runner is None:  # a static-shape backend compiles each (minutes on an NPU)
+            timed = [] if options.shard else [inputs.bins[0]]  # the batch the throughput figure runs
+            for shape in dict.fromkeys(tuple(b.shape) for b in [*todo, *timed]):
+                backend.prepare(shape)
         rows_run, speech_samples = 0, 0
         start = time.perf_counter()
         results = (runner or LocalRunner(backend, input_dir))(todo)  # in any order: keyed by bin name
@@ -396,6 +414,7 @@ def compile_bins(
             finished_bins[source.name] = put_logits(run_dir, source, keys[source.name], logits, input_sha, model)
             rows_run += source.shape[0] if backend.static_shapes else source.rows_used
             speech_samples += source.speech_samples
+        require_all(finished_bins, [source.name for _, source in mine])
         done = [finished_bins[source.name] for _, source in mine]
         stage = StageMetrics(len(done), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
                              peak_rss_mib())  # fmt: skip
@@ -427,6 +446,16 @@ def compile_bins(
         manifest = dataclasses.replace(manifest, throughput=throughput, stage=stage)
         run_dir.update(manifest)
     return CompileResult(manifest, False, stage)
+
+
+def require_all(finished: Mapping[str, BinRecord], names: list[str]) -> None:
+    """Every bin of the run finished, before a manifest names them: a runner elsewhere may lose some quietly."""
+    lost = [name for name in names if name not in finished]
+    if lost:
+        raise PipelineError(
+            f"{len(lost)} bin(s) never came back from where they ran (e.g. {lost[0]}); the bins finished so far are "
+            "kept: run the same command again to run the rest"
+        )
 
 
 def merged_stage(shards: list[StageMetrics]) -> StageMetrics:

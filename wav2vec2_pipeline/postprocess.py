@@ -155,7 +155,8 @@ def check_logits(
                 f"{output_dir / map_bin.name} was computed from another input bin than the batch map's "
                 f"{map_bin.name} (renamed, or copied from another run): {redo}"
             )
-        key = logits_key(manifest.model_sha256, map_bin.sha256, manifest.backend, manifest.backend_options)
+        key = logits_key(manifest.model_sha256, map_bin.sha256, [manifest.batch_size, map_bin.samples],
+                         manifest.backend, manifest.backend_options)  # fmt: skip
         if record.key != key:
             raise PipelineError(
                 f"{output_dir / map_bin.name} was not computed by the model and backend its manifest names from the "

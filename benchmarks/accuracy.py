@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
+from benchmarks.cpu_throughput import INT8_FP32, create_variant
 from benchmarks.report import save_table
 from wav2vec2_pipeline import backends
 from wav2vec2_pipeline.audio import normalize, read_audio
-from wav2vec2_pipeline.backends import DeviceOptions, create_backend
 from wav2vec2_pipeline.core import calibration, transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
@@ -35,7 +35,11 @@ from wav2vec2_pipeline.scoring import UPPER, corpus_cer, corpus_wer, text_normal
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = {"8001": "seen voices, <= 6.2 s", "8002": "unseen voices, <= 6.2 s", "8003": "15-25 s"}
-BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8")
+BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "openvino-int8", INT8_FP32)
+
+
+def available(name: str) -> bool:
+    return backends.BACKENDS["openvino-int8" if name == INT8_FP32 else name].available()
 
 
 def eager_alone(model: Wav2Vec2ForCTC, audio: dict[str, np.ndarray], fe, vocab) -> dict[str, str]:
@@ -82,12 +86,12 @@ def main() -> None:
         traced = trace(model, MAX_SAMPLES)
         check_trace(model, traced, MAX_SAMPLES)
         save_torchscript(traced, traced_path)
-        for name in [b for b in BACKENDS if backends.BACKENDS[b].available()]:  # bf16: only on a CPU with it
+        for name in [b for b in BACKENDS if available(b)]:  # bf16: only on a CPU with it
             layouts = (("100000-sample window, chunk", window), ("--bucket, chunk", buckets), ("--exact, chunk", exact))
             backend = None
             for label, layout in layouts:
                 if backend is None or backend.needs_calibration:  # calibrated on the rows of this layout
-                    backend = create_backend(name, DeviceOptions())
+                    backend = create_variant(name)
                     if backend.needs_calibration:
                         backend.calibration = calibration(audio, batch_size=args.batch_size, layout=layout,
                                                           feature_extractor=fe)  # fmt: skip
@@ -103,7 +107,7 @@ def main() -> None:
     ]
     for label, hypotheses in rows.items():
         lines.append(f"| {label} | " + " | ".join(rates(references, hypotheses, ids) for ids in by_set.values()) + " |")
-    not_run = [b for b in BACKENDS if not backends.BACKENDS[b].available()]
+    not_run = [b for b in BACKENDS if not available(b)]
     lines += ["", f"Not run on this machine: {', '.join(not_run)}." if not_run else "",
               f"Whole benchmark: {time.perf_counter() - start:.0f} s."]  # fmt: skip
     save_table(lines, args.output, "accuracy.md")

@@ -158,10 +158,11 @@ def test_auto_prefers_aie_then_cuda_then_the_cpu_default(monkeypatch) -> None:
         ({"avx512f", "avx512_vnni"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # Cascade Lake: no bf16
         ({"avx2", "avx_vnni"}, {"openvino", "nncf", "onnxruntime"}, "openvino-int8"),  # Alder Lake
         ({"avx512f", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-bf16"),  # bf16 without int8 dot products
-        ({"avx2", "fma"}, {"openvino", "onnxruntime"}, "onnxruntime"),  # neither: fp32
+        ({"avx2", "fma"}, {"openvino", "onnxruntime"}, "openvino"),  # neither: fp32
+        ({"avx2", "fma"}, {"onnxruntime"}, "onnxruntime"),
         ({"avx512_vnni", "avx512_bf16"}, {"onnxruntime"}, "onnxruntime"),  # no openvino installed
         ({"avx512_vnni", "avx512_bf16"}, {"openvino", "onnxruntime"}, "openvino-bf16"),  # openvino without nncf
-        ({"avx512_vnni"}, {"openvino", "onnxruntime"}, "onnxruntime"),
+        ({"avx512_vnni"}, {"openvino", "onnxruntime"}, "openvino"),
         (set(), set(), "torchscript"),
     ],
 )

@@ -70,7 +70,7 @@ def recommended_cer(name: str, traced) -> float:
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [(BF16 | VNNI, "openvino-int8"), (VNNI, "openvino-int8"), (BF16, "openvino-bf16"), (frozenset(), "onnxruntime")],
+    [(BF16 | VNNI, "openvino-int8"), (VNNI, "openvino-int8"), (BF16, "openvino-bf16"), (frozenset(), "openvino")],
     ids=["bf16+vnni", "vnni only", "bf16 only", "neither"],
 )
 def test_what_auto_takes_on_each_kind_of_cpu_is_as_accurate_as_fp32(monkeypatch, setting, flags, expected) -> None:

@@ -403,9 +403,6 @@ def compile_bins(
                 backend.prepare(shape)
         rows_run, speech_samples = 0, 0
         start = time.perf_counter()
-        # longest bins first: a runtime grows its buffers for an input longer than any before (0.35 s more per
-        # bs-8 bin for OpenVINO at base size), which an --exact plan, sorted by length, would meet at every bin
-        todo.sort(key=lambda b: (b.shape[1], b.rows_used), reverse=True)
         results = (runner or LocalRunner(backend, input_dir))(todo)  # in any order: keyed by bin name
         for source, logits, input_sha in tqdm(results, total=len(todo), desc=f"{backend.name} bs{inputs.batch_size}",
                                               disable=None):  # fmt: skip

@@ -15,7 +15,7 @@ from wav2vec2_pipeline.audio import fit_length, normalize
 from wav2vec2_pipeline.bins import DTYPE
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.inference import calibration_bins, calibration_key, rows_taken, run_batch
+from wav2vec2_pipeline.inference import calibration_bins, calibration_from, rows_taken, run_batch
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 from wav2vec2_pipeline.planning import Bin, Layout, plan_bins, stitch
 from wav2vec2_pipeline.provenance import bytes_sha256
@@ -38,18 +38,11 @@ def calibration_of_plan(bins: Sequence[Bin], batch_size: int, normalized: Callab
     """What `inference.calibration_of` reads from the input bins, made in memory from the same bins of a plan: the
     same rows and the same key (the sha256 of the input bins preprocess would write), so the quantised model is
     the one compile.py would make."""
-    from wav2vec2_pipeline.backends import Calibration
-
     picked = calibration_bins(bins, batch_size)
     batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
-    taken = [rows_taken(len(b.rows), len(picked)) for b in picked]
-
-    def rows() -> Iterator[np.ndarray]:
-        for batch, count in zip(batches, taken, strict=True):
-            yield from (row[None] for row in batch[:count])
-
-    return Calibration(calibration_key([(bytes_sha256(b.tobytes()), n) for b, n in zip(batches, taken, strict=True)]),
-                       rows)  # fmt: skip
+    taken = [(bytes_sha256(batch.tobytes()), rows_taken(len(b.rows), len(picked)))
+             for b, batch in zip(picked, batches, strict=True)]  # fmt: skip
+    return calibration_from(taken, lambda: batches)
 
 
 def calibration(

@@ -199,30 +199,34 @@ def rows_taken(rows_used: int, bins_picked: int) -> int:
     return min(rows_used, -(-CALIBRATION_ROWS // bins_picked))
 
 
-def calibration_key(taken: list[tuple[str, int]]) -> str:
-    """Names the calibration speech: each input bin it is taken from (sha256) and how many of its rows."""
-    return digest({"bins": [[sha256, rows] for sha256, rows in taken]})
+def calibration_from(taken: list[tuple[str, int]], batches: Callable[[], Iterable[np.ndarray]]) -> "Calibration":
+    """Calibration on the first rows of each batch, as many as `taken` says beside the batch's sha256: the key
+    names both, so other speech or another count is another quantised model."""
+    from wav2vec2_pipeline.backends import Calibration
+
+    def rows() -> Iterator[np.ndarray]:
+        for (_, count), batch in zip(taken, batches(), strict=True):
+            yield from (row[None] for row in batch[:count])
+
+    return Calibration(digest({"bins": [[sha256, count] for sha256, count in taken]}), rows)
 
 
 def calibration_of(input_dir: Path, bins: list[BinRecord], batch_size: int) -> "Calibration":
     """The speech rows of the calibration bins (bucketed plans are sorted by length, so every length is seen):
     the same for every shard of a run, so one quantised model serves them all."""
-    from wav2vec2_pipeline.backends import Calibration
-
     picked = calibration_bins(bins, batch_size)
-    taken = [rows_taken(record.rows_used or record.shape[0], len(picked)) for record in picked]
 
-    def rows() -> Iterator[np.ndarray]:
-        for record, count in zip(picked, taken, strict=True):
+    def batches() -> Iterator[np.ndarray]:
+        for record in picked:
             data = read_bytes(input_dir / record.name, record.shape, "Re-run preprocess.")
             if bytes_sha256(data) != record.sha256:  # it names the quantised model: never calibrate on other bytes
                 raise PipelineError(
                     f"{input_dir / record.name} is not the bin its manifest lists (its content changed since "
                     "preprocess wrote it); re-run wav2vec2_preprocess.py with --overwrite"
                 )
-            yield from (row[None] for row in as_array(data, record.shape)[:count])
+            yield as_array(data, record.shape)
 
-    return Calibration(calibration_key([(b.sha256, count) for b, count in zip(picked, taken, strict=True)]), rows)
+    return calibration_from([(r.sha256, rows_taken(r.rows_used or r.shape[0], len(picked))) for r in picked], batches)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from wav2vec2_pipeline.bins import add_shard_arguments
 from wav2vec2_pipeline.errors import ArgumentParser, command_line, run_cli
-from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options
+from wav2vec2_pipeline.layout_args import LayoutFlags, add_input_arguments, preprocess_options
+from wav2vec2_pipeline.options import add_options, build
+from wav2vec2_pipeline.shards import Split
 
 IDS_SHOWN = 10
 
@@ -15,23 +16,24 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True, help="dir for the input bins, e.g. data/bin_om_input/bs8")
     parser.add_argument("--data_path", type=Path, default=Path("data"), help="dir for the batch map and ground truth")
-    add_layout_arguments(parser)
+    add_options(parser, LayoutFlags)
     parser.add_argument("--overwrite", action="store_true", help="rewrite the outputs even where they are up to date")
-    add_shard_arguments(parser)
+    add_options(parser, Split)
     args = parser.parse_args()
+    split = build(Split, args)
 
-    from wav2vec2_pipeline.preprocess import preprocess
+    from wav2vec2_pipeline.preprocess import run_preprocess
 
-    options = preprocess_options(args, overwrite=args.overwrite, shard=args.shard, merge=args.merge)
+    options = preprocess_options(args, overwrite=args.overwrite)
     layout = options.layout
-    result = preprocess(args.input, args.output, args.data_path, options, command_line())
+    result = run_preprocess(args.input, args.output, args.data_path, options, command_line(), split)
     if result is None:
         print(f"{args.output} and its batch map are up to date (same audio, transcripts and settings): nothing to do "
               "(--overwrite rewrites them)")  # fmt: skip
         return
     batch_map = result.batch_map
     if batch_map is None:
-        print(f"shard {args.shard}: {result.bins} bins ({result.bins_written} written, "
+        print(f"shard {split.shard}: {result.bins} bins ({result.bins_written} written, "
               f"{result.bins - result.bins_written} unchanged) -> {args.output}; when every shard is done, run the "
               "same command with --merge instead of --shard")  # fmt: skip
         return

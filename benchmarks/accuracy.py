@@ -22,14 +22,15 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from benchmarks.cpu_throughput import INT8_FP32, create_variant
 from benchmarks.report import save_table
-from wav2vec2_pipeline import backends
+from wav2vec2_pipeline import calibration
 from wav2vec2_pipeline.audio import normalize, read_audio
-from wav2vec2_pipeline.core import calibration, transcribe
+from wav2vec2_pipeline.core import transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
 from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, Layout
+from wav2vec2_pipeline.registry import BACKENDS as BACKEND_CLASSES
 from wav2vec2_pipeline.scoring import UPPER, corpus_cer, corpus_wer, text_normalizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -39,7 +40,7 @@ BACKENDS = ("torchscript", "onnxruntime", "onnxruntime-int8", "openvino", "openv
 
 
 def available(name: str) -> bool:
-    return backends.BACKENDS["openvino-int8" if name == INT8_FP32 else name].available()
+    return BACKEND_CLASSES.load("openvino-int8" if name == INT8_FP32 else name).available()
 
 
 def eager_alone(model: Wav2Vec2ForCTC, audio: dict[str, np.ndarray], fe, vocab) -> dict[str, str]:
@@ -91,10 +92,8 @@ def main() -> None:
             backend = None
             for label, layout in layouts:
                 if backend is None or backend.needs_calibration:  # calibrated on the rows of this layout
-                    backend = create_variant(name)
-                    if backend.needs_calibration:
-                        backend.calibration = calibration(audio, batch_size=args.batch_size, layout=layout,
-                                                          feature_extractor=fe)  # fmt: skip
+                    backend = create_variant(name, lambda layout=layout: calibration.of_audio(
+                        audio, batch_size=args.batch_size, layout=layout, feature_extractor=fe))  # fmt: skip
                     backend.load(traced_path)
                 rows[f"{name}, {label}"] = transcribe(audio, backend, batch_size=args.batch_size, layout=layout,
                                                       feature_extractor=fe, vocab=vocab)  # fmt: skip

@@ -24,6 +24,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,12 +35,15 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCT
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
 from benchmarks.random_base_model import save_random_base_model
+from benchmarks.report import save_table
+from wav2vec2_pipeline import calibration
 from wav2vec2_pipeline.audio import read_audio
-from wav2vec2_pipeline.backends import Backend, DeviceOptions, create_backend
-from wav2vec2_pipeline.core import calibration, transcribe
+from wav2vec2_pipeline.backends import Backend, create_backend
+from wav2vec2_pipeline.binrows import run_batch
+from wav2vec2_pipeline.core import transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.export import save_torchscript, trace
-from wav2vec2_pipeline.inference import run_batch
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import BASE_960H_VOCAB, MAX_SAMPLES, SAMPLE_RATE, load_ctc_model, load_geometry
 from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, Layout
@@ -159,9 +163,9 @@ def eager_logits(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(batch)).logits.numpy()
 
 
-def create_variant(name: str) -> Backend:
-    """A compile.py backend by name, or INT8_FP32."""
-    backend = create_backend("openvino-int8" if name == INT8_FP32 else name, DeviceOptions())
+def create_variant(name: str, speech: Callable[[], calibration.Calibration] | None = None) -> Backend:
+    """A compile.py backend by name, or INT8_FP32; `speech`: what a quantised one calibrates on."""
+    backend = create_backend("openvino-int8" if name == INT8_FP32 else name, DeviceOptions(), speech)
     if name == INT8_FP32:
         backend.precision = "f32"
     return backend
@@ -169,10 +173,10 @@ def create_variant(name: str) -> Backend:
 
 def load_backend(name: str, traced: Path, audio: dict[str, np.ndarray]) -> Backend:
     """A compile.py backend, loaded; a quantised one calibrated on `audio` as compile.py would calibrate."""
-    backend = create_variant(name)
-    if backend.needs_calibration:
-        layout, fe = Layout(DEFAULT_BUCKET_SAMPLES, CHUNK), Wav2Vec2FeatureExtractor()
-        backend.calibration = calibration(audio, batch_size=8, layout=layout, feature_extractor=fe)
+    layout, fe = Layout(DEFAULT_BUCKET_SAMPLES, CHUNK), Wav2Vec2FeatureExtractor()
+    backend = create_variant(
+        name, lambda: calibration.of_audio(audio, batch_size=8, layout=layout, feature_extractor=fe)
+    )
     backend.load(traced)
     return backend
 
@@ -489,7 +493,7 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     table = report(results, variants, spec, audio, references, reference_logits, model.config)
     table += f"\n\nWhole benchmark: {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads."
-    (args.output / "cpu_throughput.md").write_text(table + "\n")
+    save_table(table.splitlines(), args.output, "cpu_throughput.md")
     raw = {
         backend: {"load_s": measured.load_s, "peak_rss_mib": measured.peak_rss_mib,
                   "rounds": [{k: v for k, v in r.items() if k != "hypotheses"} for r in measured.rounds]}
@@ -497,7 +501,6 @@ def main() -> None:
     }  # fmt: skip
     (args.output / "cpu_throughput.json").write_text(json.dumps({"spec": spec, "backends": raw}))
     plot(results, variants, spec, audio_s, args.output / "cpu_throughput.png")
-    print(table)
 
 
 if __name__ == "__main__":

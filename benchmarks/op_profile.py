@@ -27,7 +27,8 @@ from transformers import Wav2Vec2ForCTC
 
 from benchmarks.cpu_throughput import RowFlops, eager_logits, fixed_batch, flops_per_row, gemm_gflops
 from benchmarks.random_base_model import save_random_base_model
-from wav2vec2_pipeline.backends import DeviceOptions, OnnxRuntimeBackend, OnnxRuntimeInt8Backend
+from wav2vec2_pipeline.backends import OnnxRuntimeBackend, OnnxRuntimeInt8Backend
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_ctc_model
 

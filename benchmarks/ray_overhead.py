@@ -28,9 +28,11 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.random_base_model import save_random_base_model, save_tiny_model
-from wav2vec2_pipeline.distributed import ClusterOptions, ModelActor, ray_init_args, run_audio, run_bins
+from wav2vec2_pipeline.cluster import ClusterOptions, ray_init_args
+from wav2vec2_pipeline.device import DeviceOptions
+from wav2vec2_pipeline.distributed import ModelActor, run_audio, run_bins
 from wav2vec2_pipeline.export import export
-from wav2vec2_pipeline.inference import CompileOptions, compile_bins
+from wav2vec2_pipeline.inference import CompileOptions, run_compile
 from wav2vec2_pipeline.model import SAMPLE_RATE, Geometry
 from wav2vec2_pipeline.planning import CHUNK, Layout
 from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
@@ -72,8 +74,9 @@ def timed_ray_run(work: Path, traced: Path, cluster: ClusterOptions, actor: type
 
 def local_per_bin(work: Path, traced: Path) -> float:
     """compile.py's loop, seconds per bin (stage wall: reads, model, writes)."""
-    options = CompileOptions(batch_size=1, backend="torchscript", threads=1, warmup_runs=0, timed_runs=1)
-    result = compile_bins(work / "in", work / f"local-{time.perf_counter_ns()}", traced, options, "benchmark")
+    options = CompileOptions(batch_size=1, backend="torchscript", device=DeviceOptions(threads=1), warmup_runs=0,
+                             timed_runs=1)  # fmt: skip
+    result = run_compile(work / "in", work / f"local-{time.perf_counter_ns()}", traced, options, "benchmark")
     return result.stage.wall_s / result.stage.bins_run
 
 

@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 
 from benchmarks.random_base_model import save_tiny_model
-from wav2vec2_pipeline.backends import DeviceOptions, TorchScriptBackend
+from wav2vec2_pipeline.backends import TorchScriptBackend
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.model import SAMPLE_RATE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -48,3 +48,33 @@ def test_rejects_a_file_that_is_not_audio(tmp_path) -> None:
     (tmp_path / "x.flac").write_bytes(b"not a flac file at all")
     with pytest.raises(PipelineError, match=r"x\.flac"):
         audio_num_samples(tmp_path / "x.flac")
+
+
+def test_the_libsndfile_reader_is_still_reachable_through_soundfile(tmp_path) -> None:
+    """audio.readf_float is the one use of soundfile's private names: a release that drops or changes them must
+    fail here, loudly, rather than in a user's run."""
+    import soundfile as sf
+
+    from wav2vec2_pipeline.audio import readf_float
+
+    assert hasattr(sf, "_ffi") and hasattr(sf._snd, "sf_readf_float") and hasattr(sf._snd, "sf_error")
+    path = tmp_path / "a.flac"
+    write_flac(path, 70_000, seed=3)
+    with sf.SoundFile(path) as sound:
+        assert hasattr(sound, "_file")
+        block = np.zeros((65_536, 1), dtype=np.float32)
+        assert readf_float(sound, block) == 65_536
+        expected = sf.read(path, dtype="float32", always_2d=True)[0]
+        np.testing.assert_array_equal(block, expected[:65_536])
+        assert readf_float(sound, block) == 70_000 - 65_536
+        assert readf_float(sound, block) == 0
+
+
+def test_a_soundfile_without_the_reader_is_one_line() -> None:
+    from wav2vec2_pipeline.audio import readf_float
+
+    class Release:  # a SoundFile of a release whose private handle is gone
+        pass
+
+    with pytest.raises(PipelineError, match=r"^soundfile .* no longer exposes libsndfile's reader"):
+        readf_float(Release(), np.zeros((16, 1), dtype=np.float32))

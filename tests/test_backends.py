@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from wav2vec2_pipeline import backends
-from wav2vec2_pipeline.backends import AieBackend, DeviceOptions, TorchScriptBackend, create_backend
+from wav2vec2_pipeline import backends, device
+from wav2vec2_pipeline.backends import AieBackend, TorchScriptBackend, create_backend
+from wav2vec2_pipeline.calibration import Calibration
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.errors import PipelineError
 
 
@@ -96,7 +98,7 @@ def test_aie_compiles_a_static_fp16_input_for_the_soc_and_runs_on_a_stream(stand
 
 
 def test_aie_precision_policy_soc_and_compile_options_are_options(stand_in_torch_aie, own_traced) -> None:
-    options = DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32", optimization_level=2,
+    options = DeviceOptions(soc_version="Ascend310P1", precision_policy="FP32", aie_optimization_level=2,
                             allow_tensor_replace_int=False)  # fmt: skip
     backend = AieBackend(options)
     backend.load(own_traced)
@@ -142,7 +144,7 @@ def test_aie_without_torch_aie_says_so_and_names_the_other_backends(monkeypatch,
 def test_auto_prefers_aie_then_cuda_then_the_cpu_default(monkeypatch) -> None:
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: False))
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: False))
-    monkeypatch.setattr(backends, "cpu_default", lambda flags, installed: "torchscript")
+    monkeypatch.setattr(backends, "cpu_auto", lambda: "torchscript")
     assert create_backend("auto", DeviceOptions()).name == "torchscript"
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: True))
     assert create_backend("auto", DeviceOptions()).name == "cuda"
@@ -167,14 +169,13 @@ def test_auto_prefers_aie_then_cuda_then_the_cpu_default(monkeypatch) -> None:
     ],
 )
 def test_the_cpu_default_follows_the_cpu_flags(flags, installed, expected) -> None:
-    assert backends.cpu_default(frozenset(flags), installed.__contains__) == expected
+    assert device.cpu_default(frozenset(flags), installed.__contains__) == expected
 
 
 @pytest.mark.parametrize(("flags", "precision"), [({"avx512_vnni", "avx512_bf16"}, "bf16"), ({"avx512_vnni"}, "f32")])
 def test_int8_runs_its_float_ops_in_bf16_only_where_the_cpu_has_it(monkeypatch, flags, precision) -> None:
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
-    backend = create_backend("openvino-int8", DeviceOptions())
-    backend.calibration = backends.Calibration("k" * 64, list)
+    backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, list))
     assert backend.precision == precision and backend.key_options()[-1] == f"float ops {precision}"
 
 
@@ -186,7 +187,7 @@ def test_bf16_on_a_cpu_without_it_names_the_flags_it_needs(monkeypatch, traced_p
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
-    flags = backends.cpu_flags()
+    flags = device.cpu_flags()
     if Path("/proc/cpuinfo").is_file():
         assert "fpu" in flags or "fp" in flags or "asimd" in flags, "x86 or arm flags"
     else:
@@ -240,17 +241,17 @@ def test_cuda_fp16_without_a_gpu_names_itself(monkeypatch, traced_path) -> None:
 def test_compile_runs_aie_once_per_bin_shape_and_a_rerun_compiles_nothing(stand_in_torch_aie, own_traced, dataset,
                                                                           monkeypatch, tmp_path) -> None:  # fmt: skip
     from tests.conftest import run_script
-    from wav2vec2_pipeline.inference import CompileOptions, compile_bins, find_input_bins
+    from wav2vec2_pipeline.inference import CompileOptions, find_input_bins, run_compile
 
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
                "--data_path", tmp_path / "data", "--bucket", "--long_audio", "chunk")  # fmt: skip
     bin_shapes = {tuple(b.shape) for b in find_input_bins(tmp_path / "in", 2, 100_000).bins}
     monkeypatch.setattr(AieBackend, "to_device", lambda self, batch: torch.from_numpy(batch))  # no NPU: run on CPU
     options = CompileOptions(batch_size=2, backend="aie", warmup_runs=0, timed_runs=1)
-    compile_bins(tmp_path / "in", tmp_path / "out", own_traced, options, "test")
+    run_compile(tmp_path / "in", tmp_path / "out", own_traced, options, "test")
     shapes = [call["inputs"][0]["shape"] for call in compile_calls(stand_in_torch_aie)]
     assert sorted(shapes) == sorted(bin_shapes) and len(bin_shapes) > 1
-    compile_bins(tmp_path / "in", tmp_path / "out2", own_traced, options, "test")
+    run_compile(tmp_path / "in", tmp_path / "out2", own_traced, options, "test")
     assert len(compile_calls(stand_in_torch_aie)) == len(bin_shapes), "the second run loads the saved models"
 
 
@@ -258,8 +259,7 @@ def test_int8_set_up_for_bf16_refuses_to_load_on_a_cpu_without_it(monkeypatch, t
     """A driver or a merge on a bf16 CPU keys the logits "float ops bf16": a worker without bf16 must not quietly
     run fp32 under that key."""
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
-    backend = create_backend("openvino-int8", DeviceOptions())
-    backend.calibration = backends.Calibration("k" * 64, list)
+    backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, list))
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512_vnni"}))  # the worker's CPU
     with pytest.raises(PipelineError, match=r"^--backend openvino-int8 was set up for bf16 .* one kind of CPU$"):
         backend.load(traced_path)
@@ -269,9 +269,7 @@ def test_int8_keyed_with_other_library_versions_refuses_to_load(monkeypatch, tra
     """The run key names the NNCF and OpenVINO versions where it was made: a worker with others would quantise
     another model under that key."""
     pytest.importorskip("nncf")
-    backend = create_backend("openvino-int8", DeviceOptions())
-    backend.calibration = backends.Calibration("k" * 64, list)
-    backend.key_options()  # on the driver
+    backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, list))  # the driver
     monkeypatch.setattr(backends, "int8_recipe", lambda: "another-recipe-digest")  # the worker's packages
     with pytest.raises(PipelineError, match=r"^--backend openvino-int8 was keyed with NNCF and OpenVINO versions"):
         backend.load(traced_path)
@@ -281,8 +279,8 @@ def test_compile_prepares_only_the_shapes_of_the_bins_it_runs(traced_path, datas
     """A static-shape backend compiles per shape, minutes each on an NPU: not for another shard's bins, nor for
     bins already finished (a whole run also prepares its first bin's shape, for the throughput figure)."""
     from tests.conftest import run_script
-    from wav2vec2_pipeline.bins import Shard
-    from wav2vec2_pipeline.inference import CompileOptions, compile_bins, find_input_bins
+    from wav2vec2_pipeline.inference import CompileOptions, compile_bins, compile_shard, find_input_bins, plan_compile
+    from wav2vec2_pipeline.shards import Shard
 
     class Recording(TorchScriptBackend):
         prepared: ClassVar[list] = []
@@ -293,11 +291,15 @@ def test_compile_prepares_only_the_shapes_of_the_bins_it_runs(traced_path, datas
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
                "--data_path", tmp_path / "data", "--exact", "--long_audio", "chunk")  # fmt: skip
     bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
-    shard = CompileOptions(batch_size=1, backend="torchscript", shard=Shard(2, 2), warmup_runs=0, timed_runs=1)
-    compile_bins(tmp_path / "in", tmp_path / "out", traced_path, shard, "test", backend=Recording(DeviceOptions()))
+    options = CompileOptions(batch_size=1, backend="torchscript", warmup_runs=0, timed_runs=1)
+
+    def planned():
+        run = plan_compile(tmp_path / "in", tmp_path / "out", traced_path, options)
+        return dataclasses.replace(run, backend=Recording(DeviceOptions()))
+
+    compile_shard(planned(), options, "test", Shard(2, 2))
     assert Recording.prepared == list(dict.fromkeys(tuple(b.shape) for b in bins[1::2]))
     assert len(Recording.prepared) > 1, "bins of several lengths"
     Recording.prepared.clear()
-    whole = dataclasses.replace(shard, shard=None)
-    compile_bins(tmp_path / "in", tmp_path / "out", traced_path, whole, "test", backend=Recording(DeviceOptions()))
+    compile_bins(planned(), options, "test")
     assert Recording.prepared == list(dict.fromkeys(tuple(b.shape) for b in bins[0::2])), "shard 2's are done"

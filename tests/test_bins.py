@@ -5,16 +5,10 @@ import numpy as np
 import pytest
 
 from wav2vec2_pipeline import records
-from wav2vec2_pipeline.bins import (
-    InputManifest,
-    LogitsManifest,
-    RunDir,
-    StageMetrics,
-    as_array,
-    list_bins,
-    read_bytes,
-)
+from wav2vec2_pipeline.binfile import as_array, list_bins, read_bytes
 from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.manifests import InputManifest, LogitsManifest, StageMetrics
+from wav2vec2_pipeline.rundir import RunDir
 
 
 def input_dir(tmp_path) -> RunDir[InputManifest]:

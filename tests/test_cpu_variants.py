@@ -8,10 +8,12 @@ import pytest
 
 from tests.conftest import run_script, write_flac, write_librispeech_tree
 from wav2vec2_pipeline import backends
-from wav2vec2_pipeline.backends import Calibration, DeviceOptions, create_backend
-from wav2vec2_pipeline.bins import bin_index
+from wav2vec2_pipeline.backends import create_backend
+from wav2vec2_pipeline.binfile import bin_index
+from wav2vec2_pipeline.calibration import Calibration, of_input_bins, pick_bins, rows_taken
 from wav2vec2_pipeline.ctc import greedy_decode
-from wav2vec2_pipeline.inference import calibration_bins, calibration_of, find_input_bins, rows_taken
+from wav2vec2_pipeline.device import DeviceOptions
+from wav2vec2_pipeline.inference import find_input_bins
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 
 
@@ -25,8 +27,8 @@ def batches(tmp_path_factory, dataset) -> list[np.ndarray]:
 
 
 def logits_of(name: str, traced_path, batches, threads: int | None = None) -> list[np.ndarray]:
-    backend = create_backend(name, DeviceOptions(threads=threads))
-    backend.calibration = Calibration("test batches", lambda: (row[None] for batch in batches for row in batch))
+    rows = Calibration("test batches", lambda: (row[None] for batch in batches for row in batch))
+    backend = create_backend(name, DeviceOptions(threads=threads), lambda: rows)
     backend.load(traced_path)
     return [backend.to_host(backend.forward(backend.to_device(batch))) for batch in batches]
 
@@ -121,7 +123,7 @@ def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_
     run_script(*prep)
     run_script(*comp)
     bins = find_input_bins(tmp_path / "in", 2, 100_000).bins
-    calibrated = {b.name for b in calibration_bins(bins, 2)}
+    calibrated = {b.name for b in pick_bins(bins, 2)}
     assert len(calibrated) == 16 and len(bins) == 20
     def edit(bin_name: str) -> str:
         utt_id = f"1-2-{2 * bin_index(bin_name):04d}"  # the window layout: bins of two, in id order
@@ -137,8 +139,8 @@ def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_
 
 
 def test_calibration_takes_at_least_four_bins_spread_over_the_plan_and_about_32_rows() -> None:
-    assert calibration_bins(list(range(81)), 32) == [0, 27, 53, 80]  # first and last (shortest, longest) among them
-    assert len(calibration_bins(list(range(81)), 1)) == 32 and calibration_bins(list(range(3)), 8) == [0, 1, 2]
+    assert pick_bins(list(range(81)), 32) == [0, 27, 53, 80]  # first and last (shortest, longest) among them
+    assert len(pick_bins(list(range(81)), 1)) == 32 and pick_bins(list(range(3)), 8) == [0, 1, 2]
     assert rows_taken(32, 4) == 8 and rows_taken(3, 4) == 3
 
 
@@ -150,8 +152,8 @@ def test_the_calibration_key_names_the_rows_taken_not_only_the_bins(tmp_path, da
     (tmp_path / "raw").mkdir()
     for path in (tmp_path / "in").glob("batch_*.bin"):
         shutil.copy(path, tmp_path / "raw" / path.name)
-    with_manifest = calibration_of(tmp_path / "in", find_input_bins(tmp_path / "in", 3, 100_000).bins, 3)
-    bare = calibration_of(tmp_path / "raw", find_input_bins(tmp_path / "raw", 3, 100_000).bins, 3)
+    with_manifest = of_input_bins(tmp_path / "in", find_input_bins(tmp_path / "in", 3, 100_000).bins, 3)
+    bare = of_input_bins(tmp_path / "raw", find_input_bins(tmp_path / "raw", 3, 100_000).bins, 3)
     assert len(list(with_manifest.rows())) < len(list(bare.rows()))
     assert with_manifest.key != bare.key
 
@@ -163,7 +165,7 @@ def test_a_calibration_bin_changed_since_preprocess_is_refused_even_in_another_s
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
                "--data_path", tmp_path / "data")  # fmt: skip
     bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
-    other_shards = [b for i, b in enumerate(bins) if i % 2 == 1 and b in calibration_bins(bins, 1)]
+    other_shards = [b for i, b in enumerate(bins) if i % 2 == 1 and b in pick_bins(bins, 1)]
     path = tmp_path / "in" / other_shards[0].name
     path.write_bytes((np.fromfile(path, "<f4") * 50).astype("<f4").tobytes())  # same size, other speech
     result = run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path",

@@ -13,9 +13,11 @@ from tests.conftest import REPO_ROOT, SHARED_DATA, run_script
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-ray.txt")
 
-from wav2vec2_pipeline.distributed import ClusterOptions, ModelActor, ray_init_args, run_audio, run_bins  # noqa: E402
+from wav2vec2_pipeline.cluster import ClusterOptions, ray_init_args  # noqa: E402
+from wav2vec2_pipeline.distributed import ModelActor, run_audio, run_bins  # noqa: E402
 from wav2vec2_pipeline.errors import PipelineError  # noqa: E402
-from wav2vec2_pipeline.layout_args import add_input_arguments, add_layout_arguments, preprocess_options  # noqa: E402
+from wav2vec2_pipeline.layout_args import LayoutFlags, add_input_arguments, preprocess_options  # noqa: E402
+from wav2vec2_pipeline.options import add_options  # noqa: E402
 
 MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech" / "test-clean"
 CPU = ("--backend", "torchscript", "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)
@@ -46,7 +48,7 @@ def layout_options(dataset_dir: Path, batch_size: int, model_dir: Path, *layout:
 
     parser = ArgumentParser()
     add_input_arguments(parser)
-    add_layout_arguments(parser)
+    add_options(parser, LayoutFlags)
     parser.add_argument("--batch_size", type=int)
     args = parser.parse_args(["--input", str(dataset_dir), "--batch_size", str(batch_size),
                               "--pytorch_model_dir", str(model_dir), *layout])  # fmt: skip
@@ -320,20 +322,21 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message) -> None:
 
 def test_auto_takes_what_the_actors_get_not_what_the_driver_has(monkeypatch) -> None:
     """A driver on a GPU or NPU machine: without --gpus_per_actor or --npus_per_actor the actors get a CPU."""
-    from wav2vec2_pipeline import backends
-    from wav2vec2_pipeline.distributed import actor_backend
+    from wav2vec2_pipeline import backends, distributed
+    from wav2vec2_pipeline.device import DeviceOptions
+    from wav2vec2_pipeline.distributed import actor_device
 
     monkeypatch.setattr(backends.CudaBackend, "available", classmethod(lambda cls: True))
     monkeypatch.setattr(backends.AieBackend, "available", classmethod(lambda cls: True))
-    monkeypatch.setattr(backends, "cpu_auto", lambda: "onnxruntime")
-    assert actor_backend("auto", ClusterOptions()).name == "onnxruntime"
-    assert actor_backend("auto", ClusterOptions(gpus_per_actor=1)).name == "cuda"
-    assert actor_backend("auto", ClusterOptions(npus_per_actor=1)).name == "aie"
-    compiled_as = backends.DeviceOptions(soc_version="Ascend910B3", precision_policy="FP32", device_id=3)
-    options = actor_backend("aie", ClusterOptions(npus_per_actor=1), compiled_as).options
+    monkeypatch.setattr(distributed, "cpu_auto", lambda: "onnxruntime")
+    assert actor_device("auto", ClusterOptions())[0] == "onnxruntime"
+    assert actor_device("auto", ClusterOptions(gpus_per_actor=1))[0] == "cuda"
+    assert actor_device("auto", ClusterOptions(npus_per_actor=1))[0] == "aie"
+    compiled_as = DeviceOptions(soc_version="Ascend910B3", precision_policy="FP32", device_id=3)
+    _, options = actor_device("aie", ClusterOptions(npus_per_actor=1), compiled_as)
     assert (options.soc_version, options.precision_policy, options.device_id) == ("Ascend910B3", "FP32", 0)
-    assert actor_backend("onnxruntime", ClusterOptions()).options.threads == 1, "as many as the CPUs it reserves"
-    assert actor_backend("onnxruntime", ClusterOptions(threads_per_actor=4)).options.threads == 4
+    assert actor_device("onnxruntime", ClusterOptions())[1].threads == 1, "as many as the CPUs it reserves"
+    assert actor_device("onnxruntime", ClusterOptions(threads_per_actor=4))[1].threads == 4
 
 
 def test_the_driver_leaves_the_cpu_check_to_the_actors_and_refuses_bins_that_never_came_back(
@@ -342,22 +345,23 @@ def test_the_driver_leaves_the_cpu_check_to_the_actors_and_refuses_bins_that_nev
     """A head node without bf16 can send openvino-bf16 to workers that have it (each actor checks its own CPU as
     it loads); and bins that a runner elsewhere loses are named, never left out of a manifest."""
     from wav2vec2_pipeline import backends
-    from wav2vec2_pipeline.inference import CompileOptions, compile_bins
+    from wav2vec2_pipeline.inference import CompileOptions, compile_bins, plan_compile, run_compile
 
     run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
                "--data_path", tmp_path / "data")  # fmt: skip
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512f"}))  # the driver's CPU: no bf16
     options = CompileOptions(batch_size=4, backend="openvino-bf16")
     with pytest.raises(PipelineError, match=r"^1 bin\(s\) never came back .*: run the same command again"):
-        compile_bins(tmp_path / "in", tmp_path / "out", traced_path, options, "test", runner=lambda bins: iter(()))
+        run = plan_compile(tmp_path / "in", tmp_path / "out", traced_path, options)
+        compile_bins(run, options, "test", runner=lambda bins: iter(()))
     assert not (tmp_path / "out" / "manifest.json").exists()
     with pytest.raises(PipelineError, match="needs a CPU with avx512_bf16"):  # run here, it is checked here
-        compile_bins(tmp_path / "in", tmp_path / "out2", traced_path, options, "test")
+        run_compile(tmp_path / "in", tmp_path / "out2", traced_path, options, "test")
 
 
 def test_a_device_no_node_has_is_one_line_not_a_hang(capsys) -> None:
     """Ray waits without end for an actor it cannot place; a cluster may be waiting for its autoscaler."""
-    from wav2vec2_pipeline.distributed import check_devices
+    from wav2vec2_pipeline.cluster import check_devices
 
     with pytest.raises(PipelineError, match=r"^--gpus_per_actor 1: this machine's Ray has 0 GPU\(s\)"):
         check_devices(ClusterOptions(gpus_per_actor=1), {"CPU": 2.0}, local=True)

@@ -7,9 +7,10 @@ import torch
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, pipeline
 
 from tests.conftest import run_pipeline, write_librispeech_tree
-from wav2vec2_pipeline.batches import read_map
-from wav2vec2_pipeline.bins import LogitsManifest, RunDir
+from wav2vec2_pipeline.batchmap import read_map
+from wav2vec2_pipeline.manifests import LogitsManifest
 from wav2vec2_pipeline.postprocess import utterance_logits
+from wav2vec2_pipeline.rundir import RunDir
 
 LONG = "100-200-0000"
 LONG_SAMPLES = 324_800  # 20.3 s: its last 100000-sample window is mostly padding

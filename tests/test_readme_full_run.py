@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO_ROOT, SHARED_DATA, path_with_this_python
-from wav2vec2_pipeline.batches import read_map
+from wav2vec2_pipeline.batchmap import read_map
 from wav2vec2_pipeline.model import num_frames
 
 MINI = SHARED_DATA / "librispeech-mini" / "LibriSpeech"

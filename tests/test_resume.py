@@ -1,5 +1,6 @@
 """Re-runs: complete outputs are reused, interrupted ones resumed, stale ones redone or refused."""
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -9,11 +10,13 @@ import pytest
 
 from benchmarks.random_base_model import save_tiny_model
 from tests.conftest import StopsAfter, run_script
-from wav2vec2_pipeline.backends import DeviceOptions, TorchScriptBackend
-from wav2vec2_pipeline.bins import LogitsManifest, RunDir
+from wav2vec2_pipeline.backends import TorchScriptBackend
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes
-from wav2vec2_pipeline.inference import CompileOptions, compile_bins
+from wav2vec2_pipeline.inference import CompileOptions, compile_bins, plan_compile
+from wav2vec2_pipeline.manifests import LogitsManifest
+from wav2vec2_pipeline.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,8 @@ def input_bins(tmp_path_factory, dataset):
 
 def compile_with(backend: TorchScriptBackend, input_bins, traced_path, out, **options):
     options = CompileOptions(batch_size=1, backend="torchscript", warmup_runs=0, timed_runs=1, **options)
-    return compile_bins(input_bins / "in", out, traced_path, options, "python3 compile.py ...", backend)
+    run = dataclasses.replace(plan_compile(input_bins / "in", out, traced_path, options), backend=backend)
+    return compile_bins(run, options, "python3 compile.py ...")
 
 
 def test_an_interrupted_compile_resumes_with_the_bins_it_had_not_finished(input_bins, traced_path, tmp_path) -> None:

@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT, run_script
-from wav2vec2_pipeline.bins import InputManifest, LogitsManifest, RunDir, Shard
 from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.manifests import InputManifest, LogitsManifest
+from wav2vec2_pipeline.rundir import RunDir
+from wav2vec2_pipeline.shards import Shard
 
 FAST = ("--warmup_runs", 0, "--timed_runs", 1, "--backend", "torchscript", "--threads", 1)
 
@@ -89,7 +91,7 @@ def test_a_merge_refuses_shards_of_another_run(tmp_path, dataset) -> None:
 
 def test_workers_of_one_run_share_the_dir_but_not_a_shard(tmp_path) -> None:
     def lock(shard: Shard | None = None):
-        return RunDir(tmp_path, InputManifest).lock(shard)
+        return RunDir(tmp_path, InputManifest, shard).lock()
 
     with lock(Shard(1, 2)):
         with lock(Shard(2, 2)):
@@ -158,6 +160,23 @@ def test_a_complete_split_merges_beside_the_records_of_an_earlier_split(tmp_path
         preprocess(dataset[0], tmp_path, "--shard", f"{k}/2")
     for k in (1, 2, 3):  # the scheduler resized the array and ran all again
         preprocess(dataset[0], tmp_path, "--shard", f"{k}/3")
+    preprocess(dataset[0], tmp_path, "--merge")
+    assert RunDir(tmp_path / "in", InputManifest).require_manifest().map_digest is not None
+
+
+def test_a_worker_that_splits_a_running_run_otherwise_is_refused_when_it_starts(tmp_path, dataset) -> None:
+    preprocess(dataset[0], tmp_path, "--shard", "1/2")  # its other worker has not finished
+
+    def written() -> dict[str, int]:  # lock files aside: they hold nothing
+        return {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and ".lock" not in p.name}
+
+    before = written()
+    message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+                    "--data_path", tmp_path / "data", "--long_audio", "chunk", "--shard", "2/3")  # fmt: skip
+    assert "being written by 2 shard workers of this run" in message and "--shard 2/3" in message
+    assert "--shard 1/2" in message  # the first worker's command, as it was started
+    assert written() == before
+    preprocess(dataset[0], tmp_path, "--shard", "2/2")
     preprocess(dataset[0], tmp_path, "--merge")
     assert RunDir(tmp_path / "in", InputManifest).require_manifest().map_digest is not None
 

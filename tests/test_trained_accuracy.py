@@ -9,9 +9,10 @@ import pytest
 
 from benchmarks.accuracy import eager_alone, rates
 from tests.conftest import REPO_ROOT
-from wav2vec2_pipeline import backends
-from wav2vec2_pipeline.backends import DeviceOptions, create_backend
-from wav2vec2_pipeline.core import calibration, transcribe
+from wav2vec2_pipeline import backends, calibration, device
+from wav2vec2_pipeline.backends import create_backend
+from wav2vec2_pipeline.core import transcribe
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
 from wav2vec2_pipeline.planning import CHUNK, Layout
@@ -62,8 +63,8 @@ def recommended_cer(name: str, traced) -> float:
     """The README's full run: --exact rows, batch size 8, on backend `name`."""
     _, audio, _, fe, geometry, vocab = trained()
     layout = Layout((MAX_SAMPLES,), CHUNK, geometry=geometry, exact=True)
-    backend = create_backend(name, DeviceOptions())
-    backend.calibration = calibration(audio, batch_size=8, layout=layout, feature_extractor=fe)
+    backend = create_backend(name, DeviceOptions(),
+                             lambda: calibration.of_audio(audio, batch_size=8, layout=layout, feature_extractor=fe))
     backend.load(traced)
     return cer(transcribe(audio, backend, batch_size=8, layout=layout, feature_extractor=fe, vocab=vocab))
 
@@ -78,7 +79,7 @@ def test_what_auto_takes_on_each_kind_of_cpu_is_as_accurate_as_fp32(monkeypatch,
     if bf16.cpu_supports(flags) and not bf16.available():
         pytest.skip("this CPU has no bf16 instructions to run the bf16 branch on")
     monkeypatch.setattr(backends, "cpu_flags", lambda: flags)  # int8 takes its float precision from the flags
-    name = backends.cpu_default(flags, lambda module: True)
+    name = device.cpu_default(flags, lambda module: True)
     assert name == expected
     traced, fp32_alone = setting
     assert recommended_cer(name, traced) <= fp32_alone + BAR, name

@@ -4,6 +4,7 @@ Each test is a hostile user's move against the four scripts: swapped, copied or 
 runs at once, touched or edited audio, out-of-range numbers, paths of the wrong kind, broken model files.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,9 +26,10 @@ from tests.conftest import (
     write_flac,
     write_librispeech_tree,
 )
-from wav2vec2_pipeline.bins import InputManifest, LogitsManifest, RunDir
-from wav2vec2_pipeline.inference import CompileOptions, compile_bins
+from wav2vec2_pipeline.inference import CompileOptions, compile_bins, plan_compile
+from wav2vec2_pipeline.manifests import InputManifest, LogitsManifest
 from wav2vec2_pipeline.postprocess import utterance_logits
+from wav2vec2_pipeline.rundir import RunDir
 
 SCRIPTS = ("wav2vec2_preprocess.py", "wav2vec2_pth2ts.py", "compile.py", "wav2vec2_postprocess.py",
            "wav2vec2_summary.py")  # fmt: skip
@@ -107,8 +109,8 @@ def test_an_interrupted_compile_of_another_model_over_a_finished_dir_is_refused(
     run_script("wav2vec2_pth2ts.py", "--pytorch_model_dir", other, "--output", tmp_path / "other.pth")
     options = CompileOptions(batch_size=3, backend="torchscript", warmup_runs=0, timed_runs=1)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C after the first of two bins
-        compile_bins(work / "in", work / "out", tmp_path / "other.pth", options, "python3 compile.py (again)",
-                     StopsAfter(runs=1))  # fmt: skip
+        run = plan_compile(work / "in", work / "out", tmp_path / "other.pth", options)
+        compile_bins(dataclasses.replace(run, backend=StopsAfter(runs=1)), options, "python3 compile.py (again)")
     message = postprocess(work)
     assert "did not finish (1 of 2 bins done); finish it by running the same command again" in message
     assert "compile.py (again)" in message
@@ -599,7 +601,7 @@ def test_help_answers_without_importing_torch_or_transformers(script) -> None:
 def test_arrays_of_the_logits_stream_match_the_bins(done) -> None:
     batch_map_path = done / "data" / "batch_i_filename_map_bs3.json"
     first_row = json.loads(batch_map_path.read_text())["bins"][0]["rows"][0]
-    from wav2vec2_pipeline.batches import read_map
+    from wav2vec2_pipeline.batchmap import read_map
 
     manifest = RunDir(done / "out", LogitsManifest).require_manifest()
     utt_id, logits = next(utterance_logits(done / "out", read_map(done / "data", 3), manifest))

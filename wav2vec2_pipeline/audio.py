@@ -96,21 +96,36 @@ def _header_is_plausible(path: Path, header: Header) -> bool:
     return 0 < header.frames < IMPLAUSIBLE_SAMPLES and header.frames <= path.stat().st_size * per_byte
 
 
+def readf_float(sound: sf.SoundFile, block: np.ndarray) -> int:
+    """libsndfile's `sf_readf_float` into `block` (frames x channels, float32, C order): the frames read, 0 at
+    the end. The one place that uses soundfile's private names (`_ffi`, `_snd`, `SoundFile._file`), as its own
+    `read` does inside; tests/test_audio.py checks they are still there, so a soundfile release without them
+    fails a test, and here one line, not a user's run half-way."""
+    try:
+        ffi, snd, handle = sf._ffi, sf._snd, sound._file
+    except AttributeError as error:
+        raise PipelineError(
+            f"soundfile {sf.__version__} no longer exposes libsndfile's reader ({error}); install the version "
+            "requirements.txt pins"
+        ) from error
+    count = snd.sf_readf_float(handle, ffi.cast("float *", block.__array_interface__["data"][0]), block.shape[0])
+    if code := snd.sf_error(handle):
+        raise sf.LibsndfileError(code)
+    return int(count)
+
+
 def _decoded_blocks(path: Path, channels: int, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """The audio as float32 blocks of frames x channels, to its real end whatever the header says, or until
     past `max_frames`.
 
-    It calls libsndfile's read itself: soundfile's read stops at the header's count, and seeks after each
-    block, which fails where the header claims more samples than there are."""
+    It calls libsndfile's read itself (`readf_float`): soundfile's read stops at the header's count, and seeks
+    after each block, which fails where the header claims more samples than there are."""
     decoded = 0
     try:
         with _FlacOfUnknownLength(path) as raw, sf.SoundFile(raw) as sound:
             while max_frames is None or decoded <= max_frames:
                 block = np.empty((DECODE_BLOCK_SAMPLES, channels), dtype=np.float32)
-                pointer = sf._ffi.cast("float *", block.__array_interface__["data"][0])
-                count = sf._snd.sf_readf_float(sound._file, pointer, DECODE_BLOCK_SAMPLES)
-                if code := sf._snd.sf_error(sound._file):
-                    raise sf.LibsndfileError(code)
+                count = readf_float(sound, block)
                 if count == 0:
                     return
                 decoded += count

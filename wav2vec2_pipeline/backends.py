@@ -1,12 +1,10 @@
 """Where the TorchScript module runs: one interface, one small class per backend, chosen by name."""
 
-import functools
 import importlib
 import importlib.util
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
@@ -14,6 +12,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from wav2vec2_pipeline.calibration import Calibration
+from wav2vec2_pipeline.device import BF16_FLAGS, DeviceOptions, cpu_auto, cpu_flags
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.export import (
     int8_recipe,
@@ -25,56 +25,11 @@ from wav2vec2_pipeline.export import (
     openvino_int8_model,
     torchscript_sibling,
 )
-from wav2vec2_pipeline.inference import AUTO, BACKEND_NAMES
 from wav2vec2_pipeline.provenance import digest
+from wav2vec2_pipeline.registry import AUTO, BACKENDS
 
 DeviceBatch = torch.Tensor | np.ndarray
 """A batch where the backend computes on it: a tensor on its device, or an array for ONNX Runtime."""
-
-
-@dataclass(frozen=True)
-class DeviceOptions:
-    device_id: int = 0
-    soc_version: str = "Ascend310P3"
-    precision_policy: str = "FP16"
-    """torch_aie only: a name of torch_aie.PrecisionPolicy."""
-    threads: int | None = None
-    """CPU backends: intra-op threads (None: the library's default, one per core)."""
-    optimization_level: int = 0
-    """torch_aie only: as the Ascend guide compiles this model."""
-    allow_tensor_replace_int: bool = True
-    """torch_aie only: run the model's int64 tensors as int32, as the Ascend guide compiles this model."""
-
-    def __post_init__(self) -> None:
-        if self.device_id < 0:
-            raise PipelineError(f"--device_id must be 0 or more, got {self.device_id}")
-        if self.optimization_level < 0:
-            raise PipelineError(f"--aie_optimization_level must be 0 or more, got {self.optimization_level}")
-        if self.threads is not None and self.threads < 1:
-            raise PipelineError(f"--threads must be at least 1, got {self.threads}")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Speech that a quantised model takes its activation scales from, and a digest of it: the quantised model
-    depends on it, so it names the cached model and keys the logits."""
-
-    key: str
-    rows: Callable[[], Iterable[np.ndarray]]
-    """Each [1, samples] float32, normalised as the model's input."""
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them; elsewhere none, so no CPU-specific path is assumed."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 class Backend(ABC):
@@ -85,13 +40,16 @@ class Backend(ABC):
     """Compiled for one input shape, so every bin must be run whole, pad rows included."""
     cpu_flags_needed: ClassVar[tuple[str, ...]] = ()
     """Any one of these CPU flags: the instructions the backend's precision runs on."""
-
-    def __init__(self, options: DeviceOptions) -> None:
-        self.options = options
-        self.calibration: Calibration | None = None
-        """Set before `load` for a backend whose `needs_calibration`."""
-
+    device_kind: ClassVar[str] = "cpu"
+    """Where it runs: cpu, gpu or npu (what a cluster's actors must be given)."""
     needs_calibration: ClassVar[bool] = False
+    """Quantised on speech: built with a `Calibration`, which its logits depend on."""
+
+    def __init__(self, options: DeviceOptions, calibration: Calibration | None = None) -> None:
+        if self.needs_calibration and calibration is None:
+            raise PipelineError(f"--backend {self.name} needs speech to calibrate on; none was given")
+        self.options = options
+        self.calibration = calibration
 
     @classmethod
     def cpu_supports(cls, flags: frozenset[str]) -> bool:
@@ -105,7 +63,7 @@ class Backend(ABC):
             )
 
     def key_options(self) -> list[str] | None:
-        """What besides the model and input decides this backend's logits (None: nothing)."""
+        """What besides the model and input decides this backend's logits (None: nothing); no side effects."""
         return None
 
     @classmethod
@@ -270,7 +228,7 @@ class OpenVinoBf16Backend(OpenVinoBackend):
 
     name = "openvino-bf16"
     precision = "bf16"
-    cpu_flags_needed = ("avx512_bf16", "amx_bf16")
+    cpu_flags_needed = BF16_FLAGS
 
 
 class OpenVinoInt8Backend(OpenVinoBackend):
@@ -285,18 +243,18 @@ class OpenVinoInt8Backend(OpenVinoBackend):
     def available(cls) -> bool:
         return super().available() and importlib.util.find_spec("nncf") is not None
 
-    def __init__(self, options: DeviceOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: DeviceOptions, calibration: Calibration | None = None) -> None:
+        super().__init__(options, calibration)
         self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
-        self.keyed_recipe: str | None = None
-        """The recipe the run key names, where it was made (a driver or a merge may be on another machine)."""
+        self.keyed_recipe = int8_recipe()[:16]
+        """The NNCF and OpenVINO versions the run key names, as on the machine that keyed the run (a driver or a
+        merge may be on another)."""
 
     def model_path(self, torchscript_path: Path) -> Path:
         if importlib.util.find_spec("nncf") is None:
             raise PipelineError(f"--backend {self.name} needs nncf to quantise: pip install -r requirements.txt")
-        if self.calibration is None:
-            raise PipelineError(f"--backend {self.name} needs speech to calibrate on; none was given")
-        if self.keyed_recipe not in (None, int8_recipe()[:16]):
+        assert self.calibration is not None, "checked when built"
+        if self.keyed_recipe != int8_recipe()[:16]:
             raise PipelineError(
                 f"--backend {self.name} was keyed with NNCF and OpenVINO versions other than this machine's: its "
                 "quantised model would not be the one its key names; install requirements.txt on every worker"
@@ -304,8 +262,7 @@ class OpenVinoInt8Backend(OpenVinoBackend):
         return openvino_int8_model(super().model_path(torchscript_path), self.calibration.key, self.calibration.rows)
 
     def key_options(self) -> list[str]:
-        assert self.calibration is not None, "set before the run key is made"
-        self.keyed_recipe = int8_recipe()[:16]
+        assert self.calibration is not None, "checked when built"
         calibration = f"nncf calibration {self.calibration.key}"
         return [calibration, f"recipe {self.keyed_recipe}", f"float ops {self.precision}"]
 
@@ -314,9 +271,10 @@ class CudaBackend(TorchScriptBackend):
     """The same traced module on an NVIDIA GPU, fp32."""
 
     name = "cuda"
+    device_kind = "gpu"
 
-    def __init__(self, options: DeviceOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: DeviceOptions, calibration: Calibration | None = None) -> None:
+        super().__init__(options, calibration)
         self.device = f"cuda:{options.device_id}"
 
     @classmethod
@@ -362,6 +320,7 @@ class AieBackend(Backend):
 
     name = "aie"
     static_shapes = True
+    device_kind = "npu"
 
     @classmethod
     def available(cls) -> bool:
@@ -386,7 +345,7 @@ class AieBackend(Backend):
 
     def key_options(self) -> list[str]:
         o = self.options
-        return [o.soc_version, o.precision_policy, f"optimization_level={o.optimization_level}",
+        return [o.soc_version, o.precision_policy, f"optimization_level={o.aie_optimization_level}",
                 f"allow_tensor_replace_int={o.allow_tensor_replace_int}"]  # fmt: skip
 
     def prepare(self, input_shape: tuple[int, int]) -> None:
@@ -404,7 +363,7 @@ class AieBackend(Backend):
                     inputs=[self.torch_aie.Input(input_shape, dtype=torch.float32)],
                     precision_policy=self.precision,
                     soc_version=self.options.soc_version,
-                    optimization_level=self.options.optimization_level,
+                    optimization_level=self.options.aie_optimization_level,
                     allow_tensor_replace_int=self.options.allow_tensor_replace_int,
                 )
                 torch.jit.save(compiled, str(tmp / "model.ts"))
@@ -422,40 +381,9 @@ class AieBackend(Backend):
         self.stream.synchronize()
 
 
-BACKENDS: dict[str, type[Backend]] = {
-    cls.name: cls
-    for cls in (
-        AieBackend, CudaBackend, OnnxRuntimeBackend, TorchScriptBackend, FrozenTorchScriptBackend,
-        OnnxRuntimeInt8Backend, OpenVinoBackend, OpenVinoBf16Backend, OpenVinoInt8Backend, CudaFp16Backend,
-    )
-}  # fmt: skip
-assert tuple(BACKENDS) == BACKEND_NAMES, "inference.BACKEND_NAMES lists the backends for the command line"
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-"""int8 dot-product instructions: without them int8 runs on plain AVX2/AVX-512 and loses most of its speed."""
-
-
-def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
-    """The fastest CPU path whose CER on the trained model's test set is within 0.5 points of fp32 (README,
-    'Accuracy on a trained model'), by what this CPU has: int8 where it has int8 dot products (its float ops
-    bf16 where the CPU has that too), else bf16 where it has bf16, else fp32 (OpenVINO's, as fast as ONNX
-    Runtime's or faster on both CPUs measured)."""
-    if installed("openvino") and installed("nncf") and not flags.isdisjoint(INT8_FLAGS):
-        return OpenVinoInt8Backend.name
-    if installed("openvino") and OpenVinoBf16Backend.cpu_supports(flags):
-        return OpenVinoBf16Backend.name
-    if installed("openvino"):
-        return OpenVinoBackend.name
-    return OnnxRuntimeBackend.name if installed("onnxruntime") else TorchScriptBackend.name
-
-
-def cpu_auto() -> str:
-    """`cpu_default` for this machine's CPU and packages."""
-    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)
-
-
 def resolve(name: str) -> str:
-    """`auto`: an NPU where torch_aie imports, else a GPU where torch sees one, else `cpu_auto`."""
-    if name != AUTO:
+    """`auto`: an NPU where torch_aie imports, else a GPU where torch sees one, else `device.cpu_auto`."""
+    if BACKENDS.check(name) != AUTO:
         return name
     if AieBackend.available():
         return AieBackend.name
@@ -464,8 +392,10 @@ def resolve(name: str) -> str:
     return cpu_auto()
 
 
-def create_backend(name: str, options: DeviceOptions) -> Backend:
-    name = resolve(name)
-    if name not in BACKENDS:
-        raise PipelineError(f"unknown backend {name!r}; choose one of {AUTO}, {', '.join(BACKENDS)}")
-    return BACKENDS[name](options)
+def create_backend(
+    name: str, options: DeviceOptions, calibration: Callable[[], Calibration] | None = None
+) -> Backend:
+    """The backend `name` names (`auto` resolved here), built whole: one that quantises gets its calibration
+    (made only for it) when it is built."""
+    cls: type[Backend] = BACKENDS.load(resolve(name))
+    return cls(options, calibration() if cls.needs_calibration and calibration is not None else None)

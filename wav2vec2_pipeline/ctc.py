@@ -3,6 +3,7 @@ each word spans, for word timestamps."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -56,6 +57,23 @@ def greedy_words(logits: np.ndarray, vocab: Sequence[str]) -> list[WordSpan]:
         chars.append(vocab[token])
         end = last
     return words
+
+
+class Decoder(Protocol):
+    """A CTC decoder (registry.DECODERS): built for a vocabulary, it turns one utterance's logits (frames x vocab
+    size) into its words with the frames each spans."""
+
+    def __call__(self, logits: np.ndarray) -> list[WordSpan]: ...
+
+
+@dataclass(frozen=True)
+class GreedyDecoder:
+    """The best token per frame: as the HF tokenizer's `batch_decode` of the argmax."""
+
+    vocab: Sequence[str]
+
+    def __call__(self, logits: np.ndarray) -> list[WordSpan]:
+        return greedy_words(logits, self.vocab)
 
 
 def greedy_decode(logits: np.ndarray, vocab: Sequence[str]) -> str:

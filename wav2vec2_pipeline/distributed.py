@@ -14,13 +14,12 @@ Ray is imported only here, and only once there is a bin to run.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
-import re
 import socket
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,47 +28,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
-import wav2vec2_pipeline
-from wav2vec2_pipeline import records
-from wav2vec2_pipeline.batches import MapBin
-from wav2vec2_pipeline.bins import DTYPE, BinRecord, LogitsManifest, RunDir, StageMetrics, as_array, read_bytes
-from wav2vec2_pipeline.core import calibration_of_plan, make_batch
+from wav2vec2_pipeline import calibration, records
+from wav2vec2_pipeline.batchmap import MapBin
+from wav2vec2_pipeline.binfile import DTYPE, as_array, read_bytes
+from wav2vec2_pipeline.binrows import make_batch, run_batch
+from wav2vec2_pipeline.cluster import ClusterOptions, check_cluster, connected, ray_error
+from wav2vec2_pipeline.device import DeviceOptions, cpu_auto
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.inference import (
     MAX_STATIC_SHAPES,
-    MAX_THREADS,
-    BinResult,
     CompileOptions,
     CompileResult,
     compile_bins,
-    logits_key,
-    logits_run_key,
-    put_logits,
-    require_all,
-    run_batch,
-    traced_model,
+    plan_compile,
 )
 from wav2vec2_pipeline.librispeech import Utterance
+from wav2vec2_pipeline.logits import BinResult, LogitsPlan, logits_maker, traced_model
+from wav2vec2_pipeline.manifests import BinRecord, LogitsManifest, StageMetrics
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.planning import Bin, Row
 from wav2vec2_pipeline.preprocess import (
+    BinPlan,
     PreprocessOptions,
+    audio_loader,
     bin_speech,
     check_paths,
     identify_inputs,
-    normalizer,
     plan_inputs,
     up_to_date,
     write_map_and_truth,
 )
 from wav2vec2_pipeline.provenance import bytes_sha256
-from wav2vec2_pipeline.resources import peak_rss_mib
+from wav2vec2_pipeline.registry import AUTO, BACKENDS
+from wav2vec2_pipeline.rundir import RunDir
+from wav2vec2_pipeline.runloop import Tally, complete, standing_figures, writing
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.audio import Conversion
-    from wav2vec2_pipeline.backends import Backend, DeviceOptions
+    from wav2vec2_pipeline.backends import Backend
 
 ACTOR_RESTARTS = 3
 """An actor whose process dies (killed, out of memory, its node gone) is restarted this often, and the bins it
@@ -82,150 +79,23 @@ INPUTS_DIR = ".inputs"
 re-run knows which logits are complete without decoding the audio again."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClusterOptions:
-    """Where and how wide the actor pool runs; checked when built, before Ray is started."""
-
-    address: str | None = None
-    """None: RAY_ADDRESS where set, else a local Ray started for this run. `auto` or host:port: a cluster."""
-    actors: int = 1
-    threads_per_actor: int | None = None
-    """CPU backends' intra-op threads in each actor, and the CPUs it reserves (default: Ray's one CPU)."""
-    gpus_per_actor: float = 0.0
-    npus_per_actor: float = 0.0
-    """Ray's "NPU" resource (Ascend; Ray sets ASCEND_RT_VISIBLE_DEVICES in the actor)."""
-    bins_per_task: int = 4
-    """Bins per Ray block and per actor call: each costs a few ms of Ray's own work, so not one each."""
-
-    def __post_init__(self) -> None:
-        checks = (
-            (self.actors >= 1, f"--actors must be at least 1, got {self.actors}"),
-            (self.threads_per_actor is None or 1 <= self.threads_per_actor <= MAX_THREADS,
-             f"--threads_per_actor must be between 1 and {MAX_THREADS}, got {self.threads_per_actor}"),
-            (self.gpus_per_actor >= 0 and math.isfinite(self.gpus_per_actor),
-             f"--gpus_per_actor must be 0 or more, got {self.gpus_per_actor}"),
-            (self.npus_per_actor >= 0 and math.isfinite(self.npus_per_actor),
-             f"--npus_per_actor must be 0 or more, got {self.npus_per_actor}"),
-            (not (self.gpus_per_actor and self.npus_per_actor),
-             "--gpus_per_actor and --npus_per_actor: an actor runs one backend; pass one of them"),
-            (self.bins_per_task >= 1, f"--bins_per_task must be at least 1, got {self.bins_per_task}"),
-            (self.address is None or self.address.strip() != "",
-             "--address is empty: pass auto, a cluster's host:port, or leave it out for a local Ray"),
-        )  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise PipelineError(message)
-
-    @property
-    def cpus_per_actor(self) -> float:
-        return float(self.threads_per_actor or 1)
-
-
-def actor_backend(name: str, cluster: ClusterOptions, device: "DeviceOptions | None" = None) -> "Backend":
-    """The backend every actor loads (not loaded here), with `device`'s torch_aie options: `auto` is the NPU or GPU
-    backend where actors get one, else what compile.py's auto takes on this machine's CPU. A backend whose device
-    the actors do not get is refused now rather than failing on every actor."""
-    from wav2vec2_pipeline.backends import AieBackend, CudaBackend, DeviceOptions, cpu_auto, create_backend
-
-    needs = {AieBackend: ("--npus_per_actor", cluster.npus_per_actor),
-             CudaBackend: ("--gpus_per_actor", cluster.gpus_per_actor)}  # fmt: skip
+def actor_device(name: str, cluster: ClusterOptions, device: DeviceOptions | None = None) -> tuple[str, DeviceOptions]:
+    """The backend every actor runs, and its device options (`device`'s torch_aie options): `auto` is the NPU or
+    GPU backend where actors get one, else what compile.py's auto takes on this machine's CPU. A backend whose
+    device the actors do not get is refused now rather than failing on every actor."""
+    needs = {"npu": ("--npus_per_actor", cluster.npus_per_actor), "gpu": ("--gpus_per_actor", cluster.gpus_per_actor)}
     # an actor sees its own devices from 0, and runs as many threads as the CPUs it reserves
     device = dataclasses.replace(device or DeviceOptions(), device_id=0, threads=int(cluster.cpus_per_actor))
-    if name == "auto":  # the driver's own NPU or GPU is not the actors'
-        name = next((cls.name for cls, (_, amount) in needs.items() if amount), None) or cpu_auto()
-    backend = create_backend(name, device)
-    for cls, (flag, amount) in needs.items():
-        if isinstance(backend, cls) and not amount:
-            raise PipelineError(
-                f"--backend {backend.name} runs on a device that the actors get only with {flag} (e.g. 1); pass it, "
-                "or choose a CPU backend (--backend onnxruntime)"
-            )
-    return backend
-
-
-def ray_init_args(cluster: ClusterOptions) -> dict[str, Any]:
-    """ray.init's arguments: the package shipped to every worker (nodes need not have this checkout), and for a
-    local Ray enough logical CPUs for the actors plus one decoding task, however many cores there are."""
-    address = cluster.address or os.environ.get("RAY_ADDRESS")
-    args: dict[str, Any] = {
-        "runtime_env": {"py_modules": [str(Path(wav2vec2_pipeline.__file__).parent)]},
-        "logging_level": logging.WARNING,
-    }
-    if address:
-        return {**args, "address": address}
-    cpus = max(os.cpu_count() or 1, math.ceil(cluster.actors * cluster.cpus_per_actor) + 1)
-    return {**args, "num_cpus": cpus, "include_dashboard": False}
-
-
-@contextlib.contextmanager
-def connected(cluster: ClusterOptions) -> Iterator[None]:
-    """Ray for the length of a run; where the caller (a test, a notebook) already holds one, that one."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    check_cluster(cluster)
-    args = ray_init_args(cluster)
-    try:
-        ray.init(**args)
-    except ConnectionError as error:
-        raise unreachable(cluster, error) from error
-    try:
-        check_devices(cluster, ray.cluster_resources(), local="address" not in args)
-        yield
-    finally:
-        ray.shutdown()
-
-
-def check_devices(cluster: ClusterOptions, resources: dict[str, float], *, local: bool) -> None:
-    """Ray waits without end for an actor it cannot place: a device no node has is one line, not a hang. A
-    cluster may be waiting for an autoscaler to add the nodes, so there it is only said."""
-    for flag, resource, amount in (("--gpus_per_actor", "GPU", cluster.gpus_per_actor),
-                                   ("--npus_per_actor", "NPU", cluster.npus_per_actor)):  # fmt: skip
-        have = resources.get(resource, 0.0)
-        if amount > have:
-            where = "this machine's Ray" if local else "the Ray cluster (as yet)"
-            message = f"{flag} {amount:g}: {where} has {have:g} {resource}(s), so no actor can start"
-            if local:
-                raise PipelineError(f"{message}; run on a machine with one, or pass --address of a cluster that has")
-            print(f"warning: {message}; waiting for nodes with them to join", file=sys.stderr, flush=True)
-
-
-def check_cluster(cluster: ClusterOptions, timeout_s: float = 5.0) -> None:
-    """A TCP connection to the cluster's host:port, before anything is written: ray.init would retry an
-    unreachable address for minutes."""
-    address = ray_init_args(cluster).get("address")
-    if not address or address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise PipelineError(f"--address {address!r}: expected auto, host:port or ray://host:port")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as error:
-        raise unreachable(cluster, error) from error
-
-
-def unreachable(cluster: ClusterOptions, error: Exception) -> PipelineError:
-    return PipelineError(
-        f"cannot reach a Ray cluster at {ray_init_args(cluster).get('address')}: {error}. Start one with `ray start "
-        "--head` (or pass its address), or leave --address out and RAY_ADDRESS unset for a local Ray"
-    )
-
-
-def ray_error(error: BaseException) -> PipelineError:
-    """One line for a Ray failure: the PipelineError a worker raised where there is one (Ray passes it on only as
-    the text of the worker's traceback), else what Ray says, and what to do."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    raised = re.findall(r"wav2vec2_pipeline\.errors\.PipelineError: (.+)", text)
-    if raised:
-        return PipelineError(raised[-1].strip())
-    summary = text.strip().splitlines()[0] if text.strip() else ""
-    return PipelineError(
-        f"the Ray job stopped ({type(error).__name__}: {summary}); the bins finished so far are kept: run the same "
-        "command again to run the rest"
-    )
+    if name == AUTO:  # the driver's own NPU or GPU is not the actors'
+        given = {kind for kind, (_, amount) in needs.items() if amount}
+        name = next((n for n in BACKENDS.names if BACKENDS.load(n).device_kind in given), None) or cpu_auto()
+    kind = BACKENDS.load(name).device_kind
+    if kind in needs and not needs[kind][1]:
+        raise PipelineError(
+            f"--backend {name} runs on a device that the actors get only with {needs[kind][0]} (e.g. 1); pass it, "
+            "or choose a CPU backend (--backend onnxruntime)"
+        )
+    return name, device
 
 
 class ModelActor:
@@ -272,7 +142,7 @@ def decode_bins(
     for rows_json, audio_json, samples in zip(batch["rows"], batch["audio"], batch["samples"], strict=True):
         rows = [Row(utt_id, start, (first, last)) for utt_id, start, first, last in json.loads(rows_json)]
         audio = json.loads(audio_json)
-        normalized = normalizer({u: Utterance(u, Path(path), None) for u, (path, _) in audio.items()},
+        normalized = audio_loader({u: Utterance(u, Path(path), None) for u, (path, _) in audio.items()},
                                 {u: length for u, (_, length) in audio.items()},
                                 Path(model_dir) if model_dir else None, conversion)  # fmt: skip
         batch_rows = make_batch(Bin(int(samples), rows), batch_size, normalized)
@@ -391,20 +261,19 @@ def run_bins(
     cluster: ClusterOptions,
     command: str,
     max_samples: int = MAX_SAMPLES,
-    device: "DeviceOptions | None" = None,
+    device: DeviceOptions | None = None,
     **runner: Any,
 ) -> tuple[CompileResult, RayRunner]:
-    """compile.py's run (its checks, keys, records and manifest) with the bins run on the actor pool.
+    """compile.py's run (its plan, checks, keys, records and manifest) with the bins run on the actor pool.
     `max_samples`: row length of bins without a manifest, as compile.py's; `device`: torch_aie's options;
     `runner`: RayRunner's test hooks."""
     check_cluster(cluster)
     input_dir = input_dir.absolute()  # actors read it, and a cluster's workers do not start in this dir
-    backend = actor_backend(backend_name, cluster, device)
-    ray_runner = RayRunner(cluster, torchscript_path, backend, batch_size, input_dir=input_dir, **runner)
-    options = CompileOptions(batch_size=batch_size, backend=backend.name, threads=cluster.threads_per_actor,
-                             max_samples=max_samples)  # fmt: skip
-    result = compile_bins(input_dir, output_dir, torchscript_path, options, command, backend=backend, runner=ray_runner)
-    return result, ray_runner
+    name, device = actor_device(backend_name, cluster, device)
+    options = CompileOptions(batch_size=batch_size, backend=name, max_samples=max_samples, device=device)
+    run = plan_compile(input_dir, output_dir, torchscript_path, options)
+    ray_runner = RayRunner(cluster, torchscript_path, run.backend, options.batch_size, input_dir=input_dir, **runner)
+    return compile_bins(run, options, command, runner=ray_runner), ray_runner
 
 
 @dataclass(frozen=True)
@@ -434,46 +303,53 @@ def run_audio(
     backend_name: str,
     cluster: ClusterOptions,
     command: str,
-    device: "DeviceOptions | None" = None,
+    device: DeviceOptions | None = None,
     **runner: Any,
 ) -> tuple[FusedResult, RayRunner]:
     """Audio -> logits bins, batch map and ground truth, as preprocess + compile.py would write them, without
     input bins; up to date (Ray not started) where a finished run of the same audio, settings, model and backend
     is there."""
+    from wav2vec2_pipeline.backends import create_backend
+    from wav2vec2_pipeline.model import load_feature_extractor
+
     check_paths(source, output_dir, data_path, "--output_path")
     check_cluster(cluster)
-    backend = actor_backend(backend_name, cluster, device)
+    name, device = actor_device(backend_name, cluster, device)
     model = traced_model(torchscript_path)
     run_dir = RunDir(output_dir, LogitsManifest)
     inputs = identify_inputs(source, options, run_dir.cache)
     by_id = {u.utt_id: u for u in inputs.utterances}
-    bins = None
-    if backend.needs_calibration:  # its speech keys the run: plan now, not only when there is work
-        bins = plan_inputs(source, inputs, options)
-        normalized = normalizer(by_id, bins.lengths, options.model_dir, options.conversion)
-        backend.calibration = calibration_of_plan(bins.plan.bins, options.batch_size, normalized)
-    backend_options = backend.key_options()
-    run_key = logits_run_key(model.sha256, inputs.run_key, backend.name, backend_options)
+
+    @functools.cache  # a backend that calibrates on speech keys the run by it: planned now, not only for work
+    def planned() -> BinPlan:
+        return plan_inputs(source, inputs, options)
+
+    def speech() -> calibration.Calibration:
+        bins = planned()
+        loader = audio_loader(by_id, bins.lengths, options.model_dir, options.conversion)
+        return calibration.of_plan(bins.plan.bins, options.batch_size, loader)
+
+    backend = create_backend(name, device, speech)
+    plan = LogitsPlan(model, backend.name, backend.key_options(), backend.static_shapes, inputs.run_key,
+                      options.batch_size, None)  # fmt: skip
     ray_runner = RayRunner(cluster, torchscript_path, backend, options.batch_size, **runner)
     if up_to_date(run_dir, data_path, options.batch_size, inputs.run_key, inputs.truth_sha, inputs.audio_paths,
-                  manifest_key=run_key):  # fmt: skip
+                  manifest_key=plan.run_key):  # fmt: skip
         run_dir.cache.save()
         manifest = run_dir.manifest()
         return FusedResult(manifest, True, manifest.stage, None, None), ray_runner
-    bins = bins or plan_inputs(source, inputs, options)
+    bins = planned()
     shapes = {b.samples for b in bins.plan.bins}
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(f"--backend {backend.name} compiles one model per input shape, and this layout has "
                             f"{len(shapes)}: use --bucket (a few lengths) or one --max_samples")  # fmt: skip
-    from wav2vec2_pipeline.model import load_feature_extractor
-
     load_feature_extractor(options.model_dir)  # checked here, once, before any task loads it
     sources: dict[str, BinRecord] = {}
-    for (name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):
-        earlier = input_record(output_dir, name, in_key)
-        sources[name] = BinRecord(name, [options.batch_size, bin_.samples], earlier.sha256 if earlier else "", in_key,
-                                  len(bin_.rows), bin_speech(bin_, options.layout))  # fmt: skip
-        ray_runner.items[name] = {
+    for (bin_name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):
+        earlier = input_record(output_dir, bin_name, in_key)
+        sources[bin_name] = BinRecord(bin_name, [options.batch_size, bin_.samples], earlier.sha256 if earlier else "",
+                                      in_key, len(bin_.rows), bin_speech(bin_, options.layout))  # fmt: skip
+        ray_runner.items[bin_name] = {
             "samples": bin_.samples, "rows_used": len(bin_.rows),
             "rows": json.dumps([[r.utt_id, r.start, *r.keep] for r in bin_.rows]),
             "audio": json.dumps({r.utt_id: [str(by_id[r.utt_id].audio_path.absolute()), bins.lengths[r.utt_id]]
@@ -483,40 +359,23 @@ def run_audio(
     ray_runner.decode_args = {"batch_size": options.batch_size, "conversion": options.conversion,
                               "model_dir": model_dir}  # fmt: skip
 
-    def key_of(name: str, input_sha256: str) -> str:
-        return logits_key(model.sha256, input_sha256, sources[name].shape, backend.name, backend_options)
+    def made_input(made: BinRecord) -> None:  # before the logits that depend on it
+        records.save(output_dir / INPUTS_DIR / f"{made.name}.json", made)
+        sources[made.name] = made
 
     previous = run_dir.manifest()
-    with run_dir.lock():
-        known = {name: key_of(name, s.sha256) if s.sha256 else "" for name, s in sources.items()}
-        run_dir.begin(run_key, known, command)
-        done = {name: record for name, record in ((n, run_dir.done(n, k)) for n, k in known.items() if k) if record}
-        todo = [s for name, s in sources.items() if name not in done]
-        rows_run, speech_samples = 0, 0
-        start = time.perf_counter()
-        for source_record, logits, input_sha in tqdm(ray_runner(todo), total=len(todo),
-                                                     desc=f"{backend.name} bs{options.batch_size}", disable=None):
-            made = BinRecord(source_record.name, source_record.shape, input_sha, source_record.key,
-                             source_record.rows_used, source_record.speech_samples)  # fmt: skip
-            records.save(output_dir / INPUTS_DIR / f"{made.name}.json", made)  # before the logits that depend on it
-            sources[made.name] = made
-            done[made.name] = put_logits(run_dir, made, key_of(made.name, input_sha), logits, input_sha, model)
-            rows_run += made.shape[0] if backend.static_shapes else made.rows_used
-            speech_samples += made.speech_samples
-        stage = StageMetrics(len(sources), rows_run, time.perf_counter() - start, speech_samples / SAMPLE_RATE,
-                             peak_rss_mib())  # fmt: skip
-        require_all(done, list(bins.keys))  # before the map, which names every input bin's sha256
+    keys = {name: plan.key(s, s.sha256) for name, s in sources.items()}
+    with writing(run_dir, plan.run_key, keys, command):
+        tally = Tally()
+        make = logits_maker(run_dir, plan, sources, ray_runner, tally, made_input)
+        done = complete(run_dir, keys, make, overwrite=False, desc=f"{backend.name} bs{options.batch_size}")
+        stage = tally.stage(len(done), SAMPLE_RATE)
         map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
                     for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip
         batch_map, map_file, truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
-        if rows_run == 0 and previous is not None and previous.run_key == run_key:
-            stage = previous.stage  # every bin was finished earlier: its figures stand
-        manifest = LogitsManifest(
-            run_key=run_key, batch_size=options.batch_size, input_run_key=inputs.run_key, model_sha256=model.sha256,
-            backend=backend.name, backend_options=backend_options, map_digest=batch_map.layout_digest,
-            vocab=model.export.vocab if model.export is not None else None, bins=[done[name] for name in bins.keys],
-            stage=stage,
-        )  # fmt: skip
+        if previous is not None and previous.run_key == plan.run_key:
+            stage = standing_figures(stage, previous.stage)
+        manifest = plan.manifest(done, stage, batch_map.layout_digest)
         run_dir.finish(manifest)
     return FusedResult(manifest, False, stage, map_file, truth_file), ray_runner
 

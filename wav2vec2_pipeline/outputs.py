@@ -1,12 +1,16 @@
-"""Transcripts in the formats people load them into: JSON lines with word times, SubRip subtitles, NIST CTM."""
+"""Transcripts in the formats people load them into: JSON lines with word times, SubRip subtitles, NIST CTM.
+
+Each format is a writer (registry.WRITERS): the flag that names its path, a check of that path before any work
+(an existing file must be an earlier output of its kind), and the write itself."""
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.fileio import atomic_write_text, first_line
+from wav2vec2_pipeline.fileio import atomic_write_text, check_output_dir, check_output_file, first_line, make_dir
 
 SRT_LINE_CHARS = 42
 """The usual subtitle line length: words are packed into cues of at most this many characters."""
@@ -89,3 +93,46 @@ def write_srt_files(directory: Path, transcripts: Iterable[Transcript]) -> None:
         if not path.resolve().is_relative_to(inside):
             raise PipelineError(f"utterance id {t.utt_id!r} would write {path} outside --srt {directory}")
         atomic_write_text(path, srt(t.words))
+
+
+class Writer(Protocol):
+    flag: str
+
+    def check(self, path: Path, keep: tuple[Path, ...]) -> None:
+        """Refuse, before any work, a path this writer must not write (`keep`: the stage's inputs)."""
+
+    def write(self, path: Path, transcripts: list[Transcript]) -> None: ...
+
+
+@dataclass(frozen=True)
+class FileWriter:
+    """One file of every transcript, in one format; an existing file is replaced only if it is one of ours."""
+
+    flag: str
+    ours: Callable[[Path], bool]
+    render: Callable[[Iterable[Transcript]], str]
+
+    def check(self, path: Path, keep: tuple[Path, ...]) -> None:
+        check_output_file(path, self.flag, self.ours, keep)
+
+    def write(self, path: Path, transcripts: list[Transcript]) -> None:
+        atomic_write_text(path, self.render(transcripts))
+
+
+class SrtWriter:
+    """A dir of one `<id>.srt` per utterance, made before any work: a dir that cannot be made stops the stage
+    with nothing written."""
+
+    flag = "--srt"
+
+    def check(self, path: Path, keep: tuple[Path, ...]) -> None:
+        check_output_dir(path, self.flag)
+        make_dir(path)
+
+    def write(self, path: Path, transcripts: list[Transcript]) -> None:
+        write_srt_files(path, transcripts)
+
+
+JSONL = FileWriter("--transcripts", is_transcripts, jsonl)
+CTM = FileWriter("--ctm", is_ctm, ctm)
+SRT = SrtWriter()

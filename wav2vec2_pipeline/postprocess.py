@@ -14,15 +14,17 @@ import numpy as np
 from tqdm import tqdm
 
 from wav2vec2_pipeline import records
-from wav2vec2_pipeline.batches import CHUNKED, CUT, EMPTY, SKIPPED, BatchMap, read_ground_truth, read_map
-from wav2vec2_pipeline.bins import LogitsManifest, RunDir, as_array, read_bytes, shape_text
-from wav2vec2_pipeline.ctc import greedy_words
+from wav2vec2_pipeline.batchmap import CHUNKED, CUT_OFF, EMPTY, SKIPPED, BatchMap, read_ground_truth, read_map
+from wav2vec2_pipeline.binfile import as_array, read_bytes, shape_text
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.inference import logits_key
+from wav2vec2_pipeline.manifests import LogitsManifest, logits_key
 from wav2vec2_pipeline.model import Geometry, load_geometry, load_vocab
+from wav2vec2_pipeline.options import option
 from wav2vec2_pipeline.outputs import Transcript, Word
 from wav2vec2_pipeline.planning import stitch
 from wav2vec2_pipeline.provenance import bytes_sha256
+from wav2vec2_pipeline.registry import DECODERS
+from wav2vec2_pipeline.rundir import RunDir
 from wav2vec2_pipeline.scoring import (
     NORMALIZERS,
     UPPER,
@@ -41,17 +43,20 @@ SCORED, TRANSCRIBED = "scored", "transcribed"
 
 @dataclass(frozen=True, kw_only=True)
 class PostprocessOptions:
-    batch_size: int
-    model_dir: Path | None = None
-    """Vocabulary and conv strides from here; None: the vocabulary recorded with the logits (at export)."""
-    normalizer: str = UPPER
-    """Applied to both sides before scoring (scoring.NORMALIZERS)."""
+    batch_size: int = option(help="rows per bin, as preprocess wrote them")
+    pytorch_model_dir: Path | None = option(None, "vocab and config from here (default: the vocabulary recorded at "
+                                                  "export)", type=Path)
+    normalizer: str = option(UPPER, "applied to reference and hypothesis before scoring: upper (case and spaces "
+                                    "folded, for LibriSpeech), english (Whisper's English normaliser), none",
+                             choices=NORMALIZERS)  # fmt: skip
+    decoder: str = option("greedy", "how logits become text", choices=DECODERS.names)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
         if self.normalizer not in NORMALIZERS:
             raise PipelineError(f"--normalizer {self.normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
+        DECODERS.check(self.decoder)
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,7 @@ def score(
         normalizer=normalizer, backend=manifest.backend, model_sha256=manifest.model_sha256,
         logits_run_key=manifest.run_key, utterances_scored=len(scored_ids),
         utterances_without_reference=len(transcribed - set(refs)),
-        utterances_skipped=len(skipped), utterances_cut=len(batch_map.with_outcome(CUT)),
+        utterances_skipped=len(skipped), utterances_cut=len(batch_map.with_outcome(CUT_OFF)),
         utterances_chunked=len(batch_map.with_outcome(CHUNKED)), utterances_empty=len(batch_map.with_outcome(EMPTY)),
         seconds_scored=batch_map.seconds(scored_ids), seconds_skipped=batch_map.seconds(skipped),
         seconds_lost=sum(batch_map.seconds_lost(u) for u in batch_map.utterances),
@@ -260,19 +265,20 @@ def postprocess(output_dir: Path, data_path: Path, options: PostprocessOptions) 
     batch_map = read_map(data_path, options.batch_size)
     references = read_ground_truth(data_path, batch_map)
     manifest = RunDir(output_dir, LogitsManifest).require_manifest()
-    geometry = load_geometry(options.model_dir)
-    given = options.model_dir is not None
+    geometry = load_geometry(options.pytorch_model_dir)
+    given = options.pytorch_model_dir is not None
     if not given and manifest.vocab is None:
         raise PipelineError(
             f"the logits in {output_dir} carry no vocabulary (traced.pth had no export record of "
             "wav2vec2_pth2ts.py, or was replaced since): pass --pytorch_model_dir of the model it was exported from"
         )
-    vocab = load_vocab(options.model_dir, geometry) if given else tuple(manifest.vocab)
+    vocab = load_vocab(options.pytorch_model_dir, geometry) if given else tuple(manifest.vocab)
     check_logits(output_dir, manifest, batch_map, vocab, geometry, vocab_given=given)
     seconds_per_frame = geometry.samples_per_frame / batch_map.sample_rate
+    decode = DECODERS.load(options.decoder)(vocab)
     decoded = {
         utt_id: [Word(s.word, s.start_frame * seconds_per_frame, s.end_frame * seconds_per_frame)
-                 for s in greedy_words(logits, vocab)]
+                 for s in decode(logits)]
         for utt_id, logits in utterance_logits(output_dir, batch_map, manifest)
     }  # fmt: skip
     return score(batch_map, manifest, references, decoded, options.normalizer)

@@ -6,7 +6,7 @@ whose inputs changed, and a file that was only touched changes nothing.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from wav2vec2_pipeline.audio import Conversion, audio_num_samples, normalize, read_audio
-from wav2vec2_pipeline.batches import (
+from wav2vec2_pipeline.batchmap import (
     CHUNKED,
-    CUT,
+    CUT_OFF,
     EMPTY,
     SKIPPED,
     WHOLE,
@@ -29,14 +29,18 @@ from wav2vec2_pipeline.batches import (
     write_ground_truth,
     write_map,
 )
-from wav2vec2_pipeline.bins import InputManifest, RunDir, Shard, ShardRecord, bin_name, check_shard_options
-from wav2vec2_pipeline.core import make_batch
+from wav2vec2_pipeline.binfile import bin_name
+from wav2vec2_pipeline.binrows import make_batch
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.librispeech import Utterance
+from wav2vec2_pipeline.manifests import BinRecord, InputManifest
 from wav2vec2_pipeline.model import SAMPLE_RATE, preprocessor_settings
 from wav2vec2_pipeline.planning import Bin, Layout, Plan, plan_bins
 from wav2vec2_pipeline.provenance import DigestCache, bytes_sha256, digest
 from wav2vec2_pipeline.resources import check_fits
+from wav2vec2_pipeline.rundir import RunDir
+from wav2vec2_pipeline.runloop import complete, finish_shard, merge_bins, owned, writing
+from wav2vec2_pipeline.shards import Shard, Split
 from wav2vec2_pipeline.sources import find_inputs
 
 
@@ -50,15 +54,10 @@ class PreprocessOptions:
     """Feature-extractor settings from here; None: base-960h's (the transformers defaults)."""
     conversion: Conversion = field(default_factory=Conversion)
     overwrite: bool = False
-    shard: Shard | None = None
-    """Write only this worker's bins and a shard record (no map, no manifest)."""
-    merge: bool = False
-    """Write no bin: check that every shard of the run finished, then write the map and the manifest."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
-        check_shard_options(self.shard, self.merge, self.overwrite)
         bin_bytes = self.batch_size * max(self.layout.windows) * 4
         check_fits(2 * bin_bytes, f"a bin of {self.batch_size} x {max(self.layout.windows)} float32",
                    "Use a smaller --batch_size or shorter windows.")  # fmt: skip
@@ -76,7 +75,7 @@ class PreprocessResult:
 
 
 def outcomes(plan: Plan) -> dict[str, str]:
-    named = {SKIPPED: plan.skipped, CUT: plan.cut, CHUNKED: plan.chunked, EMPTY: plan.empty}
+    named = {SKIPPED: plan.skipped, CUT_OFF: plan.cut, CHUNKED: plan.chunked, EMPTY: plan.empty}
     return {utt_id: outcome for outcome, ids in named.items() for utt_id in ids}
 
 
@@ -201,55 +200,133 @@ def write_map_and_truth(
     return batch_map, write_map(data_path, batch_map), ground_truth_file
 
 
+def _open(source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions,
+          shard: Shard | None = None) -> tuple[RunDir, Inputs, bool]:  # fmt: skip
+    """The bins' dir and the inputs known by content, and whether a finished run from the same inputs and
+    settings is there already (an unchanged file costs one stat)."""
+    check_paths(source, output_dir, data_path)
+    run_dir = RunDir(output_dir, InputManifest, shard)
+    inputs = identify_inputs(source, options, run_dir.cache)
+    done = not options.overwrite and up_to_date(run_dir, data_path, options.batch_size, inputs.run_key,
+                                                inputs.truth_sha, inputs.audio_paths)  # fmt: skip
+    if done:
+        run_dir.cache.save()  # touched files: their digests stand for their new times
+    return run_dir, inputs, done
+
+
+def _bin_writer(
+    run_dir: RunDir, bins: BinPlan, options: PreprocessOptions, loader: Callable[[str], np.ndarray]
+) -> Callable[[list[str]], Iterator[BinRecord]]:
+    """runloop.complete's `make` for input bins: each made from its audio as the plan lays it out."""
+    by_name = dict(zip(bins.keys, bins.plan.bins, strict=True))
+
+    def make(names: list[str]) -> Iterator[BinRecord]:
+        for name in names:
+            bin_ = by_name[name]
+            batch = make_batch(bin_, options.batch_size, loader)
+            yield run_dir.put(name, batch, key=bins.keys[name], rows_used=len(bin_.rows),
+                              speech_samples=bin_speech(bin_, options.layout))  # fmt: skip
+
+    return make
+
+
+def _finish(
+    run_dir: RunDir, data_path: Path, inputs: Inputs, bins: BinPlan, done: list[BinRecord], options: PreprocessOptions
+) -> tuple[BatchMap, Path, Path]:
+    """The ground truth and the batch map, then the manifest: the one sign that the run finished."""
+    map_bins = [MapBin(r.name, b.samples, r.sha256, b.rows) for r, b in zip(done, bins.plan.bins, strict=True)]
+    batch_map, map_file, ground_truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
+    run_dir.finish(InputManifest(run_key=inputs.run_key, batch_size=options.batch_size, bins=done,
+                                 map_digest=batch_map.layout_digest))  # fmt: skip
+    return batch_map, map_file, ground_truth_file
+
+
+def _loader(inputs: Inputs, bins: BinPlan, options: PreprocessOptions) -> Callable[[str], np.ndarray]:
+    by_id = {u.utt_id: u for u in inputs.utterances}
+    return audio_loader(by_id, bins.lengths, options.model_dir, options.conversion)
+
+
 def preprocess(
     source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
 ) -> PreprocessResult | None:
     """Write the bins, the ground truth and the map, then the manifest. Returns None, writing nothing, where
-    a finished run from the same inputs and settings is already there (an unchanged file costs one stat).
-    `source`: a LibriSpeech split, a JSONL manifest or a folder of audio."""
-    check_paths(source, output_dir, data_path)
-    layout, batch_size, conversion = options.layout, options.batch_size, options.conversion
-    run_dir = RunDir(output_dir, InputManifest, options.shard)
-    inputs = identify_inputs(source, options, run_dir.cache)
-    run_key = inputs.run_key
-    if not options.overwrite and up_to_date(run_dir, data_path, batch_size, run_key, inputs.truth_sha,
-                                            inputs.audio_paths):  # fmt: skip
-        run_dir.cache.save()  # touched files: their digests stand for their new times
+    a finished run from the same inputs and settings is already there. `source`: a LibriSpeech split, a JSONL
+    manifest or a folder of audio."""
+    run_dir, inputs, done = _open(source, output_dir, data_path, options)
+    if done:
         return None
-
-    by_id = {u.utt_id: u for u in inputs.utterances}
     bins = plan_inputs(source, inputs, options)
-    normalized_audio = None if options.merge else normalizer(by_id, bins.lengths, options.model_dir, conversion)
-    shards = run_dir.finished_shards(run_key) if options.merge else []
-    with run_dir.lock(options.shard):  # nothing is written before every file and setting has been checked
-        keys = bins.keys
-        run_dir.begin(run_key, keys, command, options.shard)
-        records, map_bins, written = [], [], 0
-        mine = [(i, name, key, b) for i, ((name, key), b) in enumerate(zip(keys.items(), bins.plan.bins, strict=True))
-                if options.shard is None or options.shard.owns(i)]  # fmt: skip
-        for position, name, key, bin_ in tqdm(mine, desc="writing bins", disable=None):
-            record = None if options.overwrite else run_dir.done(name, key)
-            if record is None and normalized_audio is None:
-                raise run_dir.missing_bin(name, position, shards)
-            if record is None:
-                batch = make_batch(bin_, batch_size, normalized_audio)
-                record = run_dir.put(name, batch, key=key, rows_used=len(bin_.rows),
-                                     speech_samples=bin_speech(bin_, layout))  # fmt: skip
-                written += 1
-            records.append(record)
-            map_bins.append(MapBin(name, bin_.samples, record.sha256, bin_.rows))
-        if options.shard is not None:
-            shard = options.shard
-            run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in records], None))
-            return PreprocessResult(written, len(records), None, None, None)
-        batch_map, map_file, ground_truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
-        manifest = InputManifest(run_key=run_key, batch_size=batch_size, bins=records,
-                                 map_digest=batch_map.layout_digest)  # fmt: skip
-        run_dir.finish(manifest)
-    return PreprocessResult(written, len(records), batch_map, map_file, ground_truth_file)
+    make = _bin_writer(run_dir, bins, options, _loader(inputs, bins, options))
+    with writing(run_dir, inputs.run_key, bins.keys, command):  # nothing is written before every check
+        written = _Counted(make)
+        records = complete(run_dir, bins.keys, written, overwrite=options.overwrite, desc="writing bins")
+        batch_map, map_file, ground_truth_file = _finish(run_dir, data_path, inputs, bins, records, options)
+    return PreprocessResult(written.count, len(records), batch_map, map_file, ground_truth_file)
 
 
-def normalizer(
+def preprocess_shard(
+    source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str, shard: Shard
+) -> PreprocessResult | None:
+    """One worker's bins (bin i is shard i mod N + 1's) and its shard record: no map, no manifest."""
+    run_dir, inputs, done = _open(source, output_dir, data_path, options, shard)
+    if done:
+        return None
+    bins = plan_inputs(source, inputs, options)
+    make = _bin_writer(run_dir, bins, options, _loader(inputs, bins, options))
+    with writing(run_dir, inputs.run_key, bins.keys, command, restart=options.overwrite):
+        written = _Counted(make)
+        records = complete(run_dir, owned(bins.keys, shard), written, overwrite=options.overwrite,
+                           desc="writing bins")  # fmt: skip
+        finish_shard(run_dir, inputs.run_key, records, None)
+    return PreprocessResult(written.count, len(records), None, None, None)
+
+
+def merge_preprocess(
+    source: Path, output_dir: Path, data_path: Path, options: PreprocessOptions, command: str
+) -> PreprocessResult | None:
+    """Write no bin: check that every shard of the run finished its bins, then write the map and the manifest."""
+    run_dir, inputs, done = _open(source, output_dir, data_path, options)
+    if done:
+        return None
+    bins = plan_inputs(source, inputs, options)
+    shards = run_dir.finished_shards(inputs.run_key)
+    with writing(run_dir, inputs.run_key, bins.keys, command, shards=shards[0].count):
+        records = merge_bins(run_dir, bins.keys, shards)
+        batch_map, map_file, ground_truth_file = _finish(run_dir, data_path, inputs, bins, records, options)
+    return PreprocessResult(0, len(records), batch_map, map_file, ground_truth_file)
+
+
+def run_preprocess(
+    source: Path,
+    output_dir: Path,
+    data_path: Path,
+    options: PreprocessOptions,
+    command: str,
+    split: Split | None = None,
+) -> PreprocessResult | None:
+    """wav2vec2_preprocess.py in memory: the whole run, `split.shard`'s bins, or the merge of the shards' bins."""
+    split = split or Split()
+    split.check(options.overwrite)
+    where = (source, output_dir, data_path, options, command)
+    if split.shard is not None:
+        return preprocess_shard(*where, split.shard)
+    return merge_preprocess(*where) if split.merge else preprocess(*where)
+
+
+@dataclass
+class _Counted:
+    """A `make` that counts the bins it made."""
+
+    make: Callable[[list[str]], Iterable[BinRecord]]
+    count: int = 0
+
+    def __call__(self, names: list[str]) -> Iterator[BinRecord]:
+        for record in self.make(names):
+            self.count += 1
+            yield record
+
+
+def audio_loader(
     by_id: dict[str, Utterance], lengths: dict[str, int], model_dir: Path | None, conversion: Conversion
 ) -> Callable[[str], np.ndarray]:
     """utt_id -> the whole utterance normalised once by the model's feature extractor, so every window of it

@@ -125,24 +125,33 @@ def jsonl_manifest(path: Path) -> list[Utterance]:
     return sorted(utterances, key=lambda u: u.utt_id)
 
 
-def find_inputs(source: Path) -> list[Utterance]:
-    """The utterances `--input` names, sorted by id: a JSONL manifest, a LibriSpeech split (a dir holding
-    `*.trans.txt` files), or any other dir as a folder of audio to transcribe."""
-    if source.is_file():
+class JsonlManifest:
+    """A JSONL manifest (NeMo's convention): one object per line with `audio_filepath`, optional text and id."""
+
+    @staticmethod
+    def accepts(source: Path) -> bool:
+        return source.is_file()
+
+    @staticmethod
+    def read(source: Path) -> list[Utterance]:
         if source.suffix.lower() not in MANIFEST_SUFFIXES:
             raise PipelineError(
                 f"--input {source} is a file but not a JSONL manifest (.jsonl); pass a manifest, a LibriSpeech "
                 "split or a folder of audio"
             )
         return jsonl_manifest(source)
-    if not source.is_dir():
-        raise PipelineError(
-            f"--input {source} does not exist; pass a LibriSpeech split such as LibriSpeech/test-clean, a folder "
-            "of audio, or a JSONL manifest"
-        )
-    files = list(files_under(source))
-    if any(p.name.endswith(TRANSCRIPT_SUFFIX) for p in files):
-        unread = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES and p.suffix != AUDIO_SUFFIX]
+
+
+class LibriSpeechSplit:
+    """A dir holding `*.trans.txt` files: `<spk>/<chap>/<spk>-<chap>-<utt>.flac`."""
+
+    @staticmethod
+    def accepts(source: Path) -> bool:
+        return source.is_dir() and any(p.name.endswith(TRANSCRIPT_SUFFIX) for p in files_under(source))
+
+    @staticmethod
+    def read(source: Path) -> list[Utterance]:
+        unread = [p for p in files_under(source) if p.suffix.lower() in AUDIO_SUFFIXES and p.suffix != AUDIO_SUFFIX]
         if unread:
             raise PipelineError(
                 f"{source} is a LibriSpeech split (it holds {TRANSCRIPT_SUFFIX} files) but also {len(unread)} audio "
@@ -151,4 +160,28 @@ def find_inputs(source: Path) -> list[Utterance]:
             )
         return [Utterance(check_id(u.utt_id, str(u.audio_path)), u.audio_path, u.transcript)
                 for u in find_utterances(source)]  # fmt: skip
-    return audio_folder(source)
+
+
+class AudioFolder:
+    """Any other dir: audio files at any depth, transcribed only."""
+
+    @staticmethod
+    def accepts(source: Path) -> bool:
+        return source.is_dir()
+
+    read = staticmethod(audio_folder)
+
+
+def find_inputs(source: Path) -> list[Utterance]:
+    """The utterances `--input` names, sorted by id, read by the first source kind (registry.SOURCES) that
+    accepts it: a JSONL manifest, a LibriSpeech split, or any other dir as a folder of audio to transcribe."""
+    from wav2vec2_pipeline.registry import SOURCES
+
+    for name in SOURCES.names:
+        kind = SOURCES.load(name)
+        if kind.accepts(source):
+            return kind.read(source)
+    raise PipelineError(
+        f"--input {source} does not exist; pass a LibriSpeech split such as LibriSpeech/test-clean, a folder "
+        "of audio, or a JSONL manifest"
+    )

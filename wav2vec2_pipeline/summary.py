@@ -8,10 +8,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
 from wav2vec2_pipeline import records
-from wav2vec2_pipeline.bins import LogitsManifest, RunDir
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.fileio import atomic_write_bytes, atomic_write_text
+from wav2vec2_pipeline.manifests import LogitsManifest
 from wav2vec2_pipeline.postprocess import Report
+from wav2vec2_pipeline.rundir import RunDir
 
 REFERENCE_SAMPLES_PER_S = {1: 86.58, 4: 89.48, 8: 92.25, 16: 90.25, 32: 85.41, 64: 84.81}
 """The Ascend guide's Ascend310P3 throughput (with its TorchScript optimisation), by batch size."""

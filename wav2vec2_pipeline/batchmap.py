@@ -17,8 +17,8 @@ from wav2vec2_pipeline.planning import Row
 from wav2vec2_pipeline.provenance import bytes_sha256, digest, file_sha256
 
 GROUND_TRUTH_FILE = "ground_truth_texts.txt"
-WHOLE, SKIPPED, CUT, CHUNKED, EMPTY = "whole", "skipped", "cut", "chunked", "empty"
-OUTCOMES = (WHOLE, SKIPPED, CUT, CHUNKED, EMPTY)
+WHOLE, SKIPPED, CUT_OFF, CHUNKED, EMPTY = "whole", "skipped", "cut", "chunked", "empty"
+OUTCOMES = (WHOLE, SKIPPED, CUT_OFF, CHUNKED, EMPTY)
 """What preprocess did with an utterance: in one row, left out (longer than the window, --long_audio skip),
 its start only, split into windows, or no row at all (too short for one frame: transcribed as empty)."""
 
@@ -66,7 +66,7 @@ class BatchMap:
 
     @property
     def with_rows(self) -> list[str]:
-        return self.with_outcome(WHOLE, CUT, CHUNKED)
+        return self.with_outcome(WHOLE, CUT_OFF, CHUNKED)
 
     @property
     def long_ids(self) -> list[str]:
@@ -80,7 +80,7 @@ class BatchMap:
         entry = self.utterances[utt_id]
         if entry.outcome in (SKIPPED, EMPTY):
             return entry.num_samples / self.sample_rate
-        if entry.outcome == CUT:
+        if entry.outcome == CUT_OFF:
             return (entry.num_samples - self.max_samples) / self.sample_rate
         return 0.0
 

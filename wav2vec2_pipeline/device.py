@@ -1,0 +1,78 @@
+"""Where a backend runs and what the CPU can do: the device options every backend takes, and the CPU path that
+`auto` takes by the CPU's flags. Torch-free, so the command lines and the Ray driver check them cheaply."""
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.options import option
+
+MAX_THREADS = 8 * (os.cpu_count() or 1)
+"""More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""int8 dot-product instructions: without them int8 runs on plain AVX2/AVX-512 and loses most of its speed."""
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""Native bf16 instructions: elsewhere bf16 is emulated, slower than fp32."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceOptions:
+    """Which device, how many CPU threads, and torch_aie's compile options (by default as the Ascend guide
+    compiles this model); checked once, here."""
+
+    device_id: int = option(0, "NPU or GPU index")
+    threads: int | None = option(None, "CPU backends: intra-op threads (default: one per core)", type=int)
+    soc_version: str = option("Ascend310P3", "aie only: the SoC to compile for")
+    precision_policy: str = option("FP16", "aie only: a torch_aie.PrecisionPolicy name")
+    aie_optimization_level: int = option(0, "aie only: torch_aie.compile's optimization_level (0, as the Ascend "
+                                            "guide compiles it)")
+    allow_tensor_replace_int: bool = option(True, "aie only: run the model's int64 tensors as int32, as the "
+                                                  "Ascend guide does")
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
+            (self.aie_optimization_level >= 0, f"--aie_optimization_level must be 0 or more, got "
+                                               f"{self.aie_optimization_level}"),
+            (self.threads is None or 1 <= self.threads <= MAX_THREADS,
+             f"--threads must be between 1 and {MAX_THREADS} ({os.cpu_count()} cores here), got {self.threads}"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise PipelineError(message)
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them; elsewhere none, so no CPU-specific path is assumed."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
+    """The fastest CPU path whose CER on the trained model's test set is within 0.5 points of fp32
+    (docs/accuracy.md), by what this CPU has: int8 where it has int8 dot products (its float ops bf16 where the
+    CPU has that too), else bf16 where it has bf16, else fp32 (OpenVINO's, as fast as ONNX Runtime's or faster on
+    both CPUs measured)."""
+    if installed("openvino") and installed("nncf") and not flags.isdisjoint(INT8_FLAGS):
+        return "openvino-int8"
+    if installed("openvino") and not flags.isdisjoint(BF16_FLAGS):
+        return "openvino-bf16"
+    if installed("openvino"):
+        return "openvino"
+    return "onnxruntime" if installed("onnxruntime") else "torchscript"
+
+
+def cpu_auto() -> str:
+    """`cpu_default` for this machine's CPU and packages."""
+    import importlib.util
+
+    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)

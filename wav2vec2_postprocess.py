@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+from wav2vec2_pipeline.decoding import BeamOptions
 from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, run_cli
-from wav2vec2_pipeline.options import add_options, build
+from wav2vec2_pipeline.options import add_options, build, given
 from wav2vec2_pipeline.postprocess import PostprocessOptions
 from wav2vec2_pipeline.registry import WRITERS
 
@@ -21,6 +22,9 @@ def main() -> None:
     parser.add_argument("--ctm", type=Path, help="also write every word's time as NIST CTM to this file")
     args = parser.parse_args()
     options = build(PostprocessOptions, args)
+    beam_only = given(args, BeamOptions)
+    if beam_only and options.decoding.decoder != "beam":
+        raise PipelineError(f"{beam_only[0]} is an option of the beam search: pass --decoder beam with it")
 
     from wav2vec2_pipeline.batchmap import GROUND_TRUTH_FILE, map_path
     from wav2vec2_pipeline.fileio import check_output_file
@@ -63,6 +67,10 @@ def main() -> None:
     for label, rates in (("all utterances", summary.all_utterances), ("long utterances", summary.long_utterances)):
         if rates.wer is not None:
             print(f"over {label} with a reference: WER {rates.wer:.4f}, CER {rates.cer:.4f}")
+    decoding = summary.decoding
+    model = f"; the model ran {decoding.model_audio_s_per_s:.1f}" if decoding.model_audio_s_per_s else ""
+    rate = f"{decoding.audio_s_per_s:.1f} audio s per s" if decoding.audio_s_per_s else "no audio"
+    print(f"decoding ({decoding.decoder}, {decoding.workers} process(es)): {decoding.seconds:.2f} s, {rate}{model}")
     written = [str(p) for p in (report_path, paths["transcripts"], args.ctm, args.srt) if p is not None]
     print(f"report: {written[0]}; transcripts: {', '.join(written[1:])}")
 

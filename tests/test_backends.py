@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_main
 from wav2vec2_pipeline import backends, device
 from wav2vec2_pipeline.backends import AieBackend, TorchScriptBackend, create_backend
 from wav2vec2_pipeline.calibration import Calibration
@@ -240,11 +241,10 @@ def test_cuda_fp16_without_a_gpu_names_itself(monkeypatch, traced_path) -> None:
 
 def test_compile_runs_aie_once_per_bin_shape_and_a_rerun_compiles_nothing(stand_in_torch_aie, own_traced, dataset,
                                                                           monkeypatch, tmp_path) -> None:  # fmt: skip
-    from tests.conftest import run_script
     from wav2vec2_pipeline.inference import CompileOptions, find_input_bins, run_compile
 
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--bucket", "--long_audio", "chunk")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--bucket", "--long_audio", "chunk")  # fmt: skip
     bin_shapes = {tuple(b.shape) for b in find_input_bins(tmp_path / "in", 2, 100_000).bins}
     monkeypatch.setattr(AieBackend, "to_device", lambda self, batch: torch.from_numpy(batch))  # no NPU: run on CPU
     options = CompileOptions(batch_size=2, backend="aie", warmup_runs=0, timed_runs=1)
@@ -278,7 +278,6 @@ def test_int8_keyed_with_other_library_versions_refuses_to_load(monkeypatch, tra
 def test_compile_prepares_only_the_shapes_of_the_bins_it_runs(traced_path, dataset, tmp_path) -> None:
     """A static-shape backend compiles per shape, minutes each on an NPU: not for another shard's bins, nor for
     bins already finished (a whole run also prepares its first bin's shape, for the throughput figure)."""
-    from tests.conftest import run_script
     from wav2vec2_pipeline.inference import CompileOptions, compile_bins, compile_shard, find_input_bins, plan_compile
     from wav2vec2_pipeline.shards import Shard
 
@@ -288,8 +287,8 @@ def test_compile_prepares_only_the_shapes_of_the_bins_it_runs(traced_path, datas
         def prepare(self, input_shape) -> None:
             self.prepared.append(input_shape)
 
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--exact", "--long_audio", "chunk")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--exact", "--long_audio", "chunk")  # fmt: skip
     bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
     options = CompileOptions(batch_size=1, backend="torchscript", warmup_runs=0, timed_runs=1)
 

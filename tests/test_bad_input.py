@@ -1,18 +1,11 @@
 """Each bad input stops its stage with a clear message and a non-zero exit, leaving no partial output."""
 
-import shutil
 from pathlib import Path
 
-import pytest
+import numpy as np
+import soundfile as sf
 
-from tests.conftest import run_script, write_flac, write_librispeech_tree
-
-
-def fails(script: str, *args: object) -> str:
-    result = run_script(script, *args, check=False)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-    return result.stderr
+from tests.conftest import copy_run, fails, run_main, write_flac, write_librispeech_tree
 
 
 def files_under(path: Path) -> list[str]:
@@ -23,32 +16,23 @@ def dotfiles(path: Path) -> list[str]:
     return sorted(p.name for p in path.glob(".*"))
 
 
-@pytest.fixture(scope="module")
-def preprocessed_bs3(tmp_path_factory, dataset) -> tuple[Path, Path]:
-    work = tmp_path_factory.mktemp("bad_input")
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3,
-               "--output", work / "bin_in", "--data_path", work / "data")  # fmt: skip
-    return work / "bin_in", work / "data"
-
-
-def test_compile_with_another_batch_size_than_preprocess(preprocessed_bs3, traced_path, tmp_path) -> None:
-    input_dir, _ = preprocessed_bs3
+def test_compile_with_another_batch_size_than_preprocess(done, traced_path, tmp_path) -> None:
+    input_dir = done / "in"
     message = fails("compile.py", "--batch_size", 4, "--input_path", input_dir, "--output_path", tmp_path / "out",
                     "--torchscript_path", traced_path)  # fmt: skip
     assert "written with --batch_size 3; you passed 4" in message
     assert files_under(tmp_path / "out") == []
 
 
-def test_postprocess_with_another_batch_size_than_preprocess(preprocessed_bs3, tmp_path) -> None:
-    _, data_path = preprocessed_bs3
+def test_postprocess_with_another_batch_size_than_preprocess(done, tmp_path) -> None:
+    data_path = done / "data"
     message = fails("wav2vec2_postprocess.py", "--input", tmp_path, "--batch_size", 4, "--data_path", data_path)
     assert "batch_i_filename_map_bs4.json not found" in message and "batch_i_filename_map_bs3.json" in message
     assert not (data_path / "report_bs4.json").exists()
 
 
-def test_truncated_input_bin_stops_compile_before_anything_is_written(preprocessed_bs3, traced_path, tmp_path) -> None:
-    input_dir = tmp_path / "bin_in"
-    shutil.copytree(preprocessed_bs3[0], input_dir)
+def test_truncated_input_bin_stops_compile_before_anything_is_written(done, traced_path, tmp_path) -> None:
+    input_dir = copy_run(done, tmp_path) / "in"
     with (input_dir / "batch_1.bin").open("r+b") as handle:
         handle.truncate(1_199_996)
     message = fails("compile.py", "--batch_size", 3, "--input_path", input_dir, "--output_path", tmp_path / "out",
@@ -57,11 +41,9 @@ def test_truncated_input_bin_stops_compile_before_anything_is_written(preprocess
     assert files_under(tmp_path / "out") == []
 
 
-def test_truncated_output_bin_stops_postprocess_without_a_report(preprocessed_bs3, traced_path, tmp_path) -> None:
-    input_dir, data_path = preprocessed_bs3
-    output_dir = tmp_path / "out"
-    run_script("compile.py", "--batch_size", 3, "--input_path", input_dir, "--output_path", output_dir,
-               "--torchscript_path", traced_path, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
+def test_truncated_output_bin_stops_postprocess_without_a_report(done, tmp_path) -> None:
+    work = copy_run(done, tmp_path)
+    output_dir, data_path = work / "out", work / "data"
     with (output_dir / "batch_0.bin").open("r+b") as handle:
         handle.truncate(1000)
     report = tmp_path / "report.json"
@@ -101,7 +83,7 @@ def test_corrupt_audio_mid_run_is_named_and_the_rerun_redoes_only_the_bins_left(
     write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900, "1-2-0002": 700})
     args = ("--input", tmp_path / "in", "--batch_size", 1, "--output", tmp_path / "bins", "--data_path",
             tmp_path / "data")  # fmt: skip
-    run_script("wav2vec2_preprocess.py", *args)
+    run_main("wav2vec2_preprocess.py", *args)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bins").glob("*.bin")}
     flac = tmp_path / "in" / "1" / "2" / "1-2-0001.flac"
     flac.write_bytes(flac.read_bytes()[:-200])  # header intact, audio frames cut off
@@ -113,7 +95,7 @@ def test_corrupt_audio_mid_run_is_named_and_the_rerun_redoes_only_the_bins_left(
     assert files_under(tmp_path / "out") == []
 
     write_flac(flac, 1000, seed=9)  # fixed: new audio for that one utterance
-    rerun = run_script("wav2vec2_preprocess.py", *args)
+    rerun = run_main("wav2vec2_preprocess.py", *args)
     assert "(1 bins written, 2 unchanged since an earlier run)" in rerun.stdout
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bins").glob("*.bin")}
     assert {n: after[n] for n in ("batch_0.bin", "batch_2.bin")} == {
@@ -129,3 +111,21 @@ def test_stereo_audio_is_named_and_nothing_is_written(tmp_path) -> None:
                     "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
     assert "1-2-0000.flac has 2 channels" in message
     assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
+
+
+def test_audio_that_is_not_finite_is_refused_naming_the_file(tmp_path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    sf.write(folder / "ok.wav", 0.1 * np.ones(20_000), 16_000)
+    sf.write(folder / "nan.wav", np.full(20_000, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    message = fails("wav2vec2_preprocess.py", "--input", folder, "--batch_size", 2, "--output", tmp_path / "in",
+                    "--data_path", tmp_path / "data")  # fmt: skip
+    assert "nan.wav holds samples that are not finite numbers" in message
+
+
+def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> None:
+    write_librispeech_tree(tmp_path / "ls", {"1-2-0000": 300, "1-2-0001": 120_000})
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output",
+                    tmp_path / "in", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "gives a row: 1 are too short for one frame and 1 longer than the window" in message
+    assert not (tmp_path / "in").exists()

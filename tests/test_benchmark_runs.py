@@ -9,10 +9,13 @@ import pytest
 from benchmarks.accuracy import BACKENDS, available
 from benchmarks.cpu_throughput import padding_share, stratified_sample
 from benchmarks.op_profile import ATTENTION, CONVOLUTION, LINEAR, OTHER, ort_kind
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_module_main
 
 
-def run_module(module: str, *args: object) -> str:
+def run_module(module: str, *args: object, as_process: bool = False) -> str:
+    """`python3 -m module args` from the repo root: in this process (run_module_main) unless `as_process`."""
+    if not as_process:
+        return run_module_main(module, *args).stdout
     command = [sys.executable, "-m", module, *map(str, args)]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -32,9 +35,11 @@ def test_accuracy_reports_every_layout_and_backend_per_speaker(tmp_path, tiny_mo
 
 def test_cpu_throughput_reports_each_backend_and_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:
     out = tmp_path / "results"
+    # as a process: it measures each backend in a process of its own, started by multiprocessing's spawn
     run_module("benchmarks.cpu_throughput", "--model_dir", tiny_model_dir, "--data", dataset[0],
                "--batch_sizes", 1, 2, "--real_batch_sizes", 1, 2, "--rounds", 2,
-               "--variants", "onnxruntime", "onnxruntime-window", "openvino-int8", "--output", out)  # fmt: skip
+               "--variants", "onnxruntime", "onnxruntime-window", "openvino-int8", "--output", out,
+               as_process=True)  # fmt: skip
     lines = (out / "cpu_throughput.md").read_text().splitlines()
 
     def rows(label: str) -> list[str]:

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.conftest import run_script, write_flac, write_librispeech_tree
+from tests.conftest import fails, run_main, write_flac, write_librispeech_tree
 from wav2vec2_pipeline import backends
 from wav2vec2_pipeline.backends import create_backend
 from wav2vec2_pipeline.binfile import bin_index
@@ -20,8 +20,8 @@ from wav2vec2_pipeline.model import BASE_960H_VOCAB
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory, dataset) -> list[np.ndarray]:
     work = tmp_path_factory.mktemp("variants")
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", work / "in",
-               "--data_path", work / "data", "--long_audio", "chunk")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", work / "in",
+             "--data_path", work / "data", "--long_audio", "chunk")  # fmt: skip
     inputs = find_input_bins(work / "in", 3, 100_000)
     return [np.fromfile(work / "in" / b.name, dtype="<f4").reshape(b.shape) for b in inputs.bins]
 
@@ -80,31 +80,31 @@ def test_int8_through_compile_is_calibrated_on_the_runs_own_speech_once_and_shar
     traced = tmp_path / "traced.pth"
     for name in ("traced.pth", "traced.pth.json"):  # the module and its export record, in a dir of this test's own
         shutil.copy(traced_path.with_name(name), tmp_path / name)
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
     fast = ("--batch_size", 1, "--input_path", tmp_path / "in", "--torchscript_path", traced, "--backend",
             "openvino-int8", "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
-    first = run_script("compile.py", *fast, "--output_path", tmp_path / "whole").stdout
+    first = run_main("compile.py", *fast, "--output_path", tmp_path / "whole").stdout
     assert "quantising" in first and len(list(tmp_path.glob("traced.*.int8-*.xml"))) == 1
     for k in (1, 2):
-        assert "quantising" not in run_script("compile.py", *fast, "--output_path", tmp_path / "sharded", "--shard",
-                                              f"{k}/2").stdout, "every shard uses the one quantised model"  # fmt: skip
-    run_script("compile.py", *fast, "--output_path", tmp_path / "sharded", "--merge")
+        assert "quantising" not in run_main("compile.py", *fast, "--output_path", tmp_path / "sharded", "--shard",
+                                            f"{k}/2").stdout, "every shard uses the one quantised model"  # fmt: skip
+    run_main("compile.py", *fast, "--output_path", tmp_path / "sharded", "--merge")
     whole = json.loads((tmp_path / "whole" / "manifest.json").read_text())
     assert whole["backend"] == "openvino-int8" and whole["backend_options"][0].startswith("nncf calibration ")
     for path in (tmp_path / "whole").glob("*.bin"):
         assert path.read_bytes() == (tmp_path / "sharded" / path.name).read_bytes()
-    report = run_script("wav2vec2_postprocess.py", "--input", tmp_path / "whole", "--batch_size", 1, "--data_path",
-                        tmp_path / "data").stdout  # fmt: skip
+    report = run_main("wav2vec2_postprocess.py", "--input", tmp_path / "whole", "--batch_size", 1, "--data_path",
+                      tmp_path / "data").stdout  # fmt: skip
     assert "scored 6 utterances" in report
 
 
 def test_compile_runs_a_variant_by_name(tmp_path, traced_path, dataset) -> None:
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data")  # fmt: skip
-    result = run_script("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path",
-                        tmp_path / "out", "--torchscript_path", traced_path, "--backend", "onnxruntime",
-                        "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data")  # fmt: skip
+    result = run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path",
+                      tmp_path / "out", "--torchscript_path", traced_path, "--backend", "onnxruntime",
+                      "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
     assert "model throughput (onnxruntime, 2 x 100000" in result.stdout
 
 
@@ -120,16 +120,16 @@ def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_
     comp = ("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "out",
             "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8", "--warmup_runs", 0,
             "--timed_runs", 1)  # fmt: skip
-    run_script(*prep)
-    run_script(*comp)
+    run_main(*prep)
+    run_main(*comp)
     bins = find_input_bins(tmp_path / "in", 2, 100_000).bins
     calibrated = {b.name for b in pick_bins(bins, 2)}
     assert len(calibrated) == 16 and len(bins) == 20
     def edit(bin_name: str) -> str:
         utt_id = f"1-2-{2 * bin_index(bin_name):04d}"  # the window layout: bins of two, in id order
         write_flac(tmp_path / "ls" / "1" / "2" / f"{utt_id}.flac", lengths[utt_id], seed=99)
-        run_script(*prep)
-        return run_script(*comp).stdout
+        run_main(*prep)
+        return run_main(*comp).stdout
 
     other = next(b.name for b in bins if b.name not in calibrated)
     printed = edit(other)
@@ -147,8 +147,8 @@ def test_calibration_takes_at_least_four_bins_spread_over_the_plan_and_about_32_
 def test_the_calibration_key_names_the_rows_taken_not_only_the_bins(tmp_path, dataset) -> None:
     """The same bins, once with preprocess's manifest (the pad rows of the last bin left out) and once as bins
     from elsewhere (every row taken): other speech, so another key, and another cached quantised model."""
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data")  # fmt: skip
     (tmp_path / "raw").mkdir()
     for path in (tmp_path / "in").glob("batch_*.bin"):
         shutil.copy(path, tmp_path / "raw" / path.name)
@@ -162,15 +162,14 @@ def test_a_calibration_bin_changed_since_preprocess_is_refused_even_in_another_s
                                                                                   dataset) -> None:  # fmt: skip
     for name in ("traced.pth", "traced.pth.json"):
         shutil.copy(traced_path.with_name(name), tmp_path / name)
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data")  # fmt: skip
     bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
     other_shards = [b for i, b in enumerate(bins) if i % 2 == 1 and b in pick_bins(bins, 1)]
     path = tmp_path / "in" / other_shards[0].name
     path.write_bytes((np.fromfile(path, "<f4") * 50).astype("<f4").tobytes())  # same size, other speech
-    result = run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path",
-                        tmp_path / "out", "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8",
-                        "--shard", "1/2", check=False)  # fmt: skip
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert f"{path} is not the bin its manifest lists" in result.stderr
+    message = fails("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path",
+                    tmp_path / "out", "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8",
+                    "--shard", "1/2")  # fmt: skip
+    assert f"{path} is not the bin its manifest lists" in message
     assert not list(tmp_path.glob("traced.*.int8-*.xml")), "nothing quantised on the changed speech"

@@ -3,13 +3,11 @@ an actor killed and a node removed mid-run, and bad options refused in one line.
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SHARED_DATA, run_script
+from tests.conftest import SHARED_DATA, fails, run_main, run_script
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-ray.txt")
 
@@ -30,15 +28,15 @@ def files(directory: Path, pattern: str = "*.bin") -> dict[str, bytes]:
 
 def four_stages(dataset_dir: Path, work: Path, batch_size: int, traced: Path, model_dir: Path, *layout: object) -> dict:
     """preprocess + compile.py + postprocess, as a user types them; returns the report."""
-    run_script("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", batch_size, "--output", work / "in",
-               "--data_path", work / "data", "--pytorch_model_dir", model_dir, *layout)  # fmt: skip
-    run_script("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
-               "--torchscript_path", traced, *CPU)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", batch_size, "--output", work / "in",
+             "--data_path", work / "data", "--pytorch_model_dir", model_dir, *layout)  # fmt: skip
+    run_main("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
+             "--torchscript_path", traced, *CPU)  # fmt: skip
     return postprocess(work / "out", work / "data", batch_size)
 
 
 def postprocess(logits_dir: Path, data_path: Path, batch_size: int) -> dict:
-    run_script("wav2vec2_postprocess.py", "--input", logits_dir, "--batch_size", batch_size, "--data_path", data_path)
+    run_main("wav2vec2_postprocess.py", "--input", logits_dir, "--batch_size", batch_size, "--data_path", data_path)
     return json.loads((data_path / f"report_bs{batch_size}.json").read_text())
 
 
@@ -99,10 +97,11 @@ def test_both_modes_equal_the_four_stage_path_byte_for_byte(
                             ONE_THREAD, "test")  # fmt: skip
     assert finished.up_to_date and finished.manifest == again.manifest
 
-    unreachable = run_script("wav2vec2_distributed.py", "--input_path", tmp_path / "four" / "in", "--output_path",
-                             tmp_path / "x", "--batch_size", 2, "--torchscript_path", traced_path, "--backend",
-                             "torchscript", "--address", "127.0.0.1:1", check=False)  # fmt: skip
-    assert unreachable.returncode == 2 and "error: cannot reach a Ray cluster at 127.0.0.1:1" in unreachable.stderr
+    # this script's one-line error as a command (the other scripts': tests/test_cli.py)
+    unreachable = fails("wav2vec2_distributed.py", "--input_path", tmp_path / "four" / "in", "--output_path",
+                        tmp_path / "x", "--batch_size", 2, "--torchscript_path", traced_path, "--backend",
+                        "torchscript", "--address", "127.0.0.1:1", as_process=True)  # fmt: skip
+    assert "error: cannot reach a Ray cluster at 127.0.0.1:1" in unreachable
     assert not (tmp_path / "x").exists()
 
     # the script, as a user runs it, on the same Ray (--address)
@@ -125,11 +124,11 @@ def test_a_backend_calibrated_on_the_speech_gives_compile_py_s_bins_in_both_mode
     model dir, calibration bins) must reach them absolute."""
     pytest.importorskip("nncf", reason="openvino-int8 needs nncf and openvino")
     layout = ("--long_audio", "chunk")
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--pytorch_model_dir", tiny_model_dir, *layout)  # fmt: skip
-    run_script("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
-               "--torchscript_path", traced_path, "--backend", "openvino-int8", "--threads", 1, "--warmup_runs", 0,
-               "--timed_runs", 1)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--pytorch_model_dir", tiny_model_dir, *layout)  # fmt: skip
+    run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+             "--torchscript_path", traced_path, "--backend", "openvino-int8", "--threads", 1, "--warmup_runs", 0,
+             "--timed_runs", 1)  # fmt: skip
     monkeypatch.chdir(tmp_path)
     assert ray.get(ray.remote(lambda: os.getcwd()).remote()) != str(tmp_path), "the workers start elsewhere"
     dataset_dir, model_dir = (Path(os.path.relpath(p, tmp_path)) for p in (dataset[0], tiny_model_dir))
@@ -162,10 +161,10 @@ def dies_once(marker: Path) -> type:
 def test_an_actor_killed_mid_run_is_restarted_and_the_bins_equal_a_clean_run(
     tmp_path, dataset, traced_path, local_ray
 ) -> None:
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
-    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
-               "--torchscript_path", traced_path, *CPU)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+             "--torchscript_path", traced_path, *CPU)  # fmt: skip
     marker = tmp_path / "killed"
     cluster = ClusterOptions(actors=1, threads_per_actor=1, bins_per_task=1)
     result, runner = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", cluster, "test",
@@ -194,10 +193,10 @@ def dies_on_its_second_call() -> type:
 def test_a_job_that_fails_keeps_its_bins_and_a_re_run_runs_only_the_rest(tmp_path, dataset, traced_path, local_ray):
     from wav2vec2_pipeline.distributed import ACTOR_RESTARTS
 
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
-    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
-               "--torchscript_path", traced_path, *CPU)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+             "--torchscript_path", traced_path, *CPU)  # fmt: skip
     cluster = ClusterOptions(actors=1, threads_per_actor=1, bins_per_task=1)
     with pytest.raises(PipelineError, match="run the same command again to run the rest"):
         run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", cluster, "test",
@@ -209,51 +208,6 @@ def test_a_job_that_fails_keeps_its_bins_and_a_re_run_runs_only_the_rest(tmp_pat
     assert files(tmp_path / "out") == files(tmp_path / "clean")
 
 
-def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, dataset, traced_path, local_ray) -> None:
-    """Head without CPUs, two worker nodes with one actor each; one node is removed after the first bin comes back
-    (and, as an autoscaler would, another joins). The job finishes, or a re-run runs only the missing bins."""
-    from ray.cluster_utils import Cluster
-
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
-    run_script("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
-               "--torchscript_path", traced_path, "--backend", "torchscript", "--threads", 2, "--warmup_runs", 0,
-               "--timed_runs", 1)  # fmt: skip
-    ray.shutdown()  # this test brings its own cluster; local_ray's teardown finds nothing to stop
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    try:
-        workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, runtime_env=ray_init_args(ONE_THREAD)["runtime_env"])
-        options = ClusterOptions(actors=2, threads_per_actor=2, bins_per_task=1)  # 2 CPUs each: one actor per node
-        removed = []
-
-        def remove_a_node(name: str) -> None:
-            if not removed:
-                removed.append(name)
-                cluster.remove_node(workers[0])
-                cluster.add_node(num_cpus=2)
-
-        try:
-            first, _ = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test",
-                                on_result=remove_a_node)  # fmt: skip
-            finished_first = True
-        except PipelineError as error:
-            assert "run the same command again" in str(error)
-            finished_first = False
-        assert removed
-        done_before = len(list((tmp_path / "out" / ".bins").glob("batch_*.json")))
-        if not finished_first:
-            _, second = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test")
-            assert sum(f.bins for f in second.actors.values()) == 8 - done_before  # only what was missing
-        else:
-            assert first.stage.bins_run == 8
-        assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
 def raises(error: Exception) -> type:
     class Raises(ModelActor):
         def run(self, data, shape, rows_used):
@@ -263,8 +217,8 @@ def raises(error: Exception) -> type:
 
 
 def test_an_error_in_an_actor_is_one_line_on_the_driver(tmp_path, dataset, traced_path, local_ray) -> None:
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data")  # fmt: skip
     cluster = ClusterOptions(actors=1, threads_per_actor=1)
     with pytest.raises(PipelineError) as raised:  # a check that fails in a worker: its own message
         run_bins(tmp_path / "in", tmp_path / "a", traced_path, 4, "torchscript", cluster, "test",
@@ -312,11 +266,7 @@ def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "wav2vec2_distributed.py"), "--batch_size", "1", "--output_path",
-         str(tmp_path / "out"), *map(str, args)], capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert message in fails("wav2vec2_distributed.py", "--batch_size", 1, "--output_path", tmp_path / "out", *args)
     assert not (tmp_path / "out").exists()
 
 
@@ -347,8 +297,8 @@ def test_the_driver_leaves_the_cpu_check_to_the_actors_and_refuses_bins_that_nev
     from wav2vec2_pipeline import backends
     from wav2vec2_pipeline.inference import CompileOptions, compile_bins, plan_compile, run_compile
 
-    run_script("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
-               "--data_path", tmp_path / "data")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data")  # fmt: skip
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512f"}))  # the driver's CPU: no bf16
     options = CompileOptions(batch_size=4, backend="openvino-bf16")
     with pytest.raises(PipelineError, match=r"^1 bin\(s\) never came back .*: run the same command again"):
@@ -370,3 +320,50 @@ def test_a_device_no_node_has_is_one_line_not_a_hang(capsys) -> None:
     check_devices(ClusterOptions(npus_per_actor=1), {"CPU": 2.0, "NPU": 8.0}, local=True)
     check_devices(ClusterOptions(gpus_per_actor=0.5), {"CPU": 2.0}, local=False)
     assert capsys.readouterr().err.startswith("warning: --gpus_per_actor 0.5: the Ray cluster (as yet) has 0 GPU(s)")
+
+
+# Last in this module: it stops the module's local Ray for a cluster of its own, and tests after it would each
+# start and stop a Ray of their own.
+def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, dataset, traced_path, local_ray) -> None:
+    """Head without CPUs, two worker nodes with one actor each; one node is removed after the first bin comes back
+    (and, as an autoscaler would, another joins). The job finishes, or a re-run runs only the missing bins."""
+    from ray.cluster_utils import Cluster
+
+    run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
+             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+    run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
+             "--torchscript_path", traced_path, "--backend", "torchscript", "--threads", 2, "--warmup_runs", 0,
+             "--timed_runs", 1)  # fmt: skip
+    ray.shutdown()  # this test brings its own cluster; local_ray's teardown finds nothing to stop
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, runtime_env=ray_init_args(ONE_THREAD)["runtime_env"])
+        options = ClusterOptions(actors=2, threads_per_actor=2, bins_per_task=1)  # 2 CPUs each: one actor per node
+        removed = []
+
+        def remove_a_node(name: str) -> None:
+            if not removed:
+                removed.append(name)
+                cluster.remove_node(workers[0])
+                cluster.add_node(num_cpus=2)
+
+        try:
+            first, _ = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test",
+                                on_result=remove_a_node)  # fmt: skip
+            finished_first = True
+        except PipelineError as error:
+            assert "run the same command again" in str(error)
+            finished_first = False
+        assert removed
+        done_before = len(list((tmp_path / "out" / ".bins").glob("batch_*.json")))
+        if not finished_first:
+            _, second = run_bins(tmp_path / "in", tmp_path / "out", traced_path, 1, "torchscript", options, "test")
+            assert sum(f.bins for f in second.actors.values()) == 8 - done_before  # only what was missing
+        else:
+            assert first.stage.bins_run == 8
+        assert files(tmp_path / "out") == files(tmp_path / "clean") and len(files(tmp_path / "clean")) == 8
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -1,4 +1,5 @@
-"""The four scripts as a user runs them, checked file by file and against the eager HF model."""
+"""The four scripts as a user runs them, each in a process of its own, checked file by file and against the eager
+HF model."""
 
 import json
 import math
@@ -19,7 +20,7 @@ VOCAB_SIZE = 32
 @pytest.fixture(scope="module", params=[1, 3], ids=["bs1", "bs3"])
 def pipeline_run(request, tmp_path_factory, dataset, tiny_model_dir, traced_path) -> PipelineRun:
     work = tmp_path_factory.mktemp(f"run_bs{request.param}")
-    return run_pipeline(work, dataset[0], request.param, traced_path, tiny_model_dir)
+    return run_pipeline(work, dataset[0], request.param, traced_path, tiny_model_dir, as_process=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""Any audio in (manifests, plain folders, other rates and channels), transcripts people can use out (JSON lines
-with word times, SubRip, CTM), and scoring with or without references."""
+"""Any audio in (manifests, plain folders, other rates and channels, recordings empty or too short for a frame),
+transcripts people can use out (JSON lines with word times, SubRip, CTM), and scoring with or without references,
+whatever their letter case."""
 
 import json
 import shutil
@@ -10,23 +11,30 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import SHARED_DATA, run_script, write_flac
+from tests.conftest import (
+    FAST,
+    SHARED_DATA,
+    fails,
+    run_main,
+    write_empty_streamed_flac,
+    write_flac,
+    write_librispeech_tree,
+)
 from wav2vec2_pipeline.outputs import Word, ctm, srt
 
-FAST = ("--warmup_runs", 0, "--timed_runs", 1)
 TRAINED_MODEL = SHARED_DATA.parent / "models" / "wav2vec2-espeak-small"
 ESPEAK_LONG = SHARED_DATA / "espeak-test" / "LibriSpeech" / "test-clean" / "8003"
 
 
 def run_all(work: Path, source: Path, traced: Path, *preprocess: object, batch_size: int = 2) -> dict:
     """The three data stages on `source`; returns the report, and leaves transcripts beside it."""
-    run_script("wav2vec2_preprocess.py", "--input", source, "--batch_size", batch_size, "--output", work / "in",
-               "--data_path", work / "data", *preprocess)  # fmt: skip
-    run_script("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
-               "--torchscript_path", traced, *FAST)  # fmt: skip
+    run_main("wav2vec2_preprocess.py", "--input", source, "--batch_size", batch_size, "--output", work / "in",
+             "--data_path", work / "data", *preprocess)  # fmt: skip
+    run_main("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
+             "--torchscript_path", traced, *FAST)  # fmt: skip
     outputs = ("--srt", work / "srt", "--ctm", work / "words.ctm")
-    printed = run_script("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", batch_size,
-                         "--data_path", work / "data", *outputs).stdout  # fmt: skip
+    printed = run_main("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", batch_size,
+                       "--data_path", work / "data", *outputs).stdout  # fmt: skip
     report = json.loads((work / "data" / f"report_bs{batch_size}.json").read_text())
     return report | {"printed": printed}
 
@@ -80,9 +88,9 @@ def test_a_bad_manifest_line_is_named(tmp_path, line, message) -> None:
     write_flac(tmp_path / "b.flac", 16_000, seed=2)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"audio_filepath": "a.flac"}) + "\n" + line + "\n")
-    result = run_script("wav2vec2_preprocess.py", "--input", manifest, "--batch_size", 1, "--output", tmp_path / "in",
-                        "--data_path", tmp_path / "data", check=False)  # fmt: skip
-    assert result.returncode == 2 and f"{manifest}:2: " in result.stderr and message in result.stderr
+    error = fails("wav2vec2_preprocess.py", "--input", manifest, "--batch_size", 1, "--output", tmp_path / "in",
+                  "--data_path", tmp_path / "data")  # fmt: skip
+    assert f"{manifest}:2: " in error and message in error
     assert not (tmp_path / "in").exists()
 
 
@@ -113,9 +121,9 @@ def test_a_librispeech_split_holding_audio_it_cannot_read_is_refused(tmp_path) -
     write_flac(tmp_path / "ls" / "1" / "2" / "1-2-0000.flac", 16_000, seed=1)
     (tmp_path / "ls" / "1" / "2" / "1-2.trans.txt").write_text("1-2-0000 HELLO\n")
     sf.write(tmp_path / "ls" / "1" / "2" / "1-2-0001.wav", np.zeros(16_000), 16_000)
-    result = run_script("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 1, "--output",
-                        tmp_path / "in", "--data_path", tmp_path / "data", check=False)  # fmt: skip
-    assert result.returncode == 2 and "1-2-0001.wav" in result.stderr and "convert them to .flac" in result.stderr
+    message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 1, "--output",
+                    tmp_path / "in", "--data_path", tmp_path / "data")  # fmt: skip
+    assert "1-2-0001.wav" in message and "convert them to .flac" in message
 
 
 def test_hidden_files_and_dirs_of_a_folder_are_left_out(tmp_path, traced_path) -> None:
@@ -135,17 +143,17 @@ def test_resample_and_downmix_match_the_same_audio_converted_with_sox(tmp_path, 
     raw = tmp_path / "raw"
     raw.mkdir()
     sf.write(raw / "clip.wav", np.stack([left, right], axis=1), 44_100, subtype="FLOAT")
-    refused = run_script("wav2vec2_preprocess.py", "--input", raw, "--batch_size", 1, "--output", tmp_path / "x",
-                         "--data_path", tmp_path / "xd", check=False)  # fmt: skip
-    assert refused.returncode == 2 and "Pass --resample" in refused.stderr
+    refused = fails("wav2vec2_preprocess.py", "--input", raw, "--batch_size", 1, "--output", tmp_path / "x",
+                    "--data_path", tmp_path / "xd")  # fmt: skip
+    assert "Pass --resample" in refused
     by_hand = tmp_path / "sox"
     by_hand.mkdir()
     subprocess.run(["sox", str(raw / "clip.wav"), "-e", "floating-point", "-b", "32", str(by_hand / "clip.wav"),
                     "remix", "1,2", "vol", "0.5", "rate", "-v", "16000"], check=True)  # fmt: skip
     rows = {}
     for name, source, flags in (("ours", raw, ("--resample", "--downmix")), ("sox", by_hand, ())):
-        run_script("wav2vec2_preprocess.py", "--input", source, "--batch_size", 1, "--output", tmp_path / f"{name}_in",
-                   "--data_path", tmp_path / f"{name}_data", "--pytorch_model_dir", tiny_model_dir, *flags)  # fmt: skip
+        run_main("wav2vec2_preprocess.py", "--input", source, "--batch_size", 1, "--output", tmp_path / f"{name}_in",
+                 "--data_path", tmp_path / f"{name}_data", "--pytorch_model_dir", tiny_model_dir, *flags)  # fmt: skip
         rows[name] = np.fromfile(tmp_path / f"{name}_in" / "batch_0.bin", dtype="<f4")
     assert np.count_nonzero(rows["ours"]) == np.count_nonzero(rows["sox"]) == 32_000  # 2 s at 16 kHz, then padding
     assert np.abs(rows["ours"] - rows["sox"]).max() < 0.02  # normalised units: the two resamplers agree
@@ -167,13 +175,51 @@ def test_subrip_and_ctm_by_hand() -> None:
 def test_the_english_normaliser_is_recorded_and_applied_to_both_sides(tmp_path, traced_path, dataset) -> None:
     work = tmp_path / "w"
     run_all(work, dataset[0], traced_path)
-    run_script("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", 2, "--data_path", work / "data",
-               "--normalizer", "english", "--report", work / "english.json")  # fmt: skip
+    run_main("wav2vec2_postprocess.py", "--input", work / "out", "--batch_size", 2, "--data_path", work / "data",
+             "--normalizer", "english", "--report", work / "english.json")  # fmt: skip
     report = json.loads((work / "english.json").read_text())
     assert report["summary"]["normalizer"] == "english"
     from wav2vec2_pipeline.scoring import text_normalizer
 
     assert text_normalizer("english")("IT'S TWENTY FIVE") == "it is 25"
+
+
+def test_case_of_the_references_does_not_count_as_errors(tmp_path, traced_path) -> None:
+    ls = tmp_path / "ls"
+    write_librispeech_tree(ls, {"1-2-0000": 30_000, "1-2-0001": 50_000})
+    reports = {}
+    for case in ("upper", "lower"):
+        trans = ls / "1" / "2" / "1-2.trans.txt"
+        text = trans.read_text()
+        trans.write_text(text.lower() if case == "lower" else text.upper())
+        run_main("wav2vec2_preprocess.py", "--input", ls, "--batch_size", 2, "--output", tmp_path / case / "in",
+                 "--data_path", tmp_path / case / "data")  # fmt: skip
+        run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / case / "in", "--output_path",
+                 tmp_path / case / "out", "--torchscript_path", traced_path, *FAST)  # fmt: skip
+        run_main("wav2vec2_postprocess.py", "--input", tmp_path / case / "out", "--batch_size", 2, "--data_path",
+                 tmp_path / case / "data")  # fmt: skip
+        reports[case] = json.loads((tmp_path / case / "data" / "report_bs2.json").read_text())
+    assert reports["lower"]["summary"]["wer"] == reports["upper"]["summary"]["wer"]
+    assert reports["lower"]["summary"]["normalizer"] == "upper"
+    assert reports["lower"]["utterances"][0]["reference"].islower()  # the report keeps what the file says
+
+
+def test_zero_length_and_too_short_audio_is_transcribed_as_empty_and_reported(tmp_path, traced_path) -> None:
+    ls = tmp_path / "ls"
+    write_librispeech_tree(ls, {"1-2-0000": 30_000, "1-2-0001": 300, "1-2-0002": 1})
+    write_empty_streamed_flac(ls / "1" / "2" / "1-2-0002.flac")  # as sox writes an empty recording
+    result = run_main("wav2vec2_preprocess.py", "--input", ls, "--batch_size", 2, "--output", tmp_path / "in",
+                      "--data_path", tmp_path / "data")  # fmt: skip
+    assert "empty 2 utterances too short for one frame (400 samples)" in result.stdout
+    run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "out",
+             "--torchscript_path", traced_path, *FAST)  # fmt: skip
+    printed = run_main("wav2vec2_postprocess.py", "--input", tmp_path / "out", "--batch_size", 2, "--data_path",
+                       tmp_path / "data").stdout  # fmt: skip
+    assert "empty 2" in printed
+    report = json.loads((tmp_path / "data" / "report_bs2.json").read_text())
+    empty = [u for u in report["utterances"] if u["outcome"] == "empty"]
+    assert [u["hypothesis"] for u in empty] == ["", ""] and {u["status"] for u in empty} == {"scored"}
+    assert all(u["word_errors"]["deletions"] == len(u["reference"].split()) for u in empty)
 
 
 @pytest.mark.skipif(not (TRAINED_MODEL.is_dir() and ESPEAK_LONG.is_dir()), reason="../shared model or data absent")
@@ -189,7 +235,7 @@ def test_word_times_of_chunked_long_utterances_match_the_whole_utterance(tmp_pat
     kept = {f.name.removesuffix(".flac") for f in (source / "8003").rglob("*.flac")}
     trans.write_text("".join(line + "\n" for line in trans.read_text().splitlines() if line.split()[0] in kept))
     traced = tmp_path / "traced.pth"
-    run_script("wav2vec2_pth2ts.py", "--pytorch_model_dir", TRAINED_MODEL, "--output", traced)
+    run_main("wav2vec2_pth2ts.py", "--pytorch_model_dir", TRAINED_MODEL, "--output", traced)
     chunked = run_all(tmp_path / "chunk", source, traced, "--long_audio", "chunk", batch_size=1)
     whole = run_all(tmp_path / "whole", source, traced, "--bucket", "--bucket_samples", "400000", batch_size=1)
     compared = 0

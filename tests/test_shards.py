@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_script
+from tests.conftest import REPO_ROOT, fails, run_main
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.manifests import InputManifest, LogitsManifest
 from wav2vec2_pipeline.rundir import RunDir
@@ -16,20 +16,14 @@ from wav2vec2_pipeline.shards import Shard
 FAST = ("--warmup_runs", 0, "--timed_runs", 1, "--backend", "torchscript", "--threads", 1)
 
 
-def fails(script: str, *args: object) -> str:
-    result = run_script(script, *args, check=False)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
-
-
 def preprocess(dataset_dir, work, *extra):
-    return run_script("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", 1, "--output", work / "in",
-                      "--data_path", work / "data", "--long_audio", "chunk", *extra)  # fmt: skip
+    return run_main("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", 1, "--output", work / "in",
+                    "--data_path", work / "data", "--long_audio", "chunk", *extra)  # fmt: skip
 
 
 def compile_(work, traced, *extra):
-    return run_script("compile.py", "--batch_size", 1, "--input_path", work / "in", "--output_path", work / "out",
-                      "--torchscript_path", traced, *FAST, *extra)  # fmt: skip
+    return run_main("compile.py", "--batch_size", 1, "--input_path", work / "in", "--output_path", work / "out",
+                    "--torchscript_path", traced, *FAST, *extra)  # fmt: skip
 
 
 def files(directory) -> dict[str, bytes]:
@@ -40,7 +34,7 @@ def test_shards_then_merge_are_byte_identical_to_one_run(tmp_path, dataset, trac
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     preprocess(dataset[0], whole)
     compile_(whole, traced_path)
-    run_script("wav2vec2_postprocess.py", "--input", whole / "out", "--batch_size", 1, "--data_path", whole / "data")
+    run_main("wav2vec2_postprocess.py", "--input", whole / "out", "--batch_size", 1, "--data_path", whole / "data")
     for k in (1, 2, 3):
         printed = preprocess(dataset[0], sharded, "--shard", f"{k}/3").stdout
         assert f"shard {k}/3:" in printed and "--merge" in printed
@@ -50,8 +44,8 @@ def test_shards_then_merge_are_byte_identical_to_one_run(tmp_path, dataset, trac
         compile_(sharded, traced_path, "--shard", f"{k}/2")
     assert not (sharded / "out" / "manifest.json").exists()
     compile_(sharded, traced_path, "--merge")
-    run_script("wav2vec2_postprocess.py", "--input", sharded / "out", "--batch_size", 1, "--data_path",
-               sharded / "data")  # fmt: skip
+    run_main("wav2vec2_postprocess.py", "--input", sharded / "out", "--batch_size", 1, "--data_path",
+             sharded / "data")  # fmt: skip
 
     assert files(sharded / "in") == files(whole / "in") and len(files(whole / "in")) == 8
     assert files(sharded / "out") == files(whole / "out")

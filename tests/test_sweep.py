@@ -1,10 +1,9 @@
-"""sweep.sh as a user runs it: summary.md and throughput.png, and a second run that reuses every stage."""
+"""sweep.sh as a user runs it: summary.md and throughput.png, and a second run that reuses every stage; on the real
+subset in ../shared/data where it is there, else on the fixture tree."""
 
 import os
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import REPO_ROOT, SHARED_DATA, path_with_this_python
 
@@ -37,22 +36,18 @@ def check_results(results: Path, batch_sizes: tuple[int, ...], utterances: int) 
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
-def test_sweep_on_the_fixture(tmp_path, dataset, tiny_model_dir) -> None:
-    sweep(tmp_path, dataset[0], tiny_model_dir, 1, 3)
-    check_results(tmp_path / "results", (1, 3), len(dataset[1]))
-
-
-@pytest.mark.skipif(not MINI.is_dir(), reason=f"{MINI} not present")
-def test_sweep_on_the_real_subset_then_again_reusing_every_stage(tmp_path, tiny_model_dir) -> None:
-    sweep(tmp_path, MINI, tiny_model_dir, 2, 4)
-    check_results(tmp_path / "results", (2, 4), 7)
+def test_sweep_then_again_reusing_every_stage(tmp_path, dataset, tiny_model_dir) -> None:
+    """On the real subset where ../shared has it, else on the fixture tree."""
+    source, utterances, batch_sizes = (MINI, 7, (2, 4)) if MINI.is_dir() else (dataset[0], len(dataset[1]), (1, 3))
+    sweep(tmp_path, source, tiny_model_dir, *batch_sizes)
+    check_results(tmp_path / "results", batch_sizes, utterances)
     outputs = [*sorted((tmp_path / "sweep").rglob("*.bin")), tmp_path / "sweep" / "traced.pth"]
     before = {path: path.stat().st_mtime_ns for path in outputs}
 
-    again = sweep(tmp_path, MINI, tiny_model_dir, 2, 4)
+    again = sweep(tmp_path, source, tiny_model_dir, *batch_sizes)
     # export once, then preprocess and compile for each batch size: all reused
     assert again.stdout.count("traced.pth is up to date") == 1 and "traced vs eager" not in again.stdout
     assert again.stdout.count("and its batch map are up to date") == 2
     assert again.stdout.count("is up to date (same model, input bins and backend)") == 2
     assert {path: path.stat().st_mtime_ns for path in outputs} == before  # nothing rewritten
-    check_results(tmp_path / "results", (2, 4), 7)
+    check_results(tmp_path / "results", batch_sizes, utterances)

@@ -13,10 +13,12 @@ import numpy as np
 
 from wav2vec2_pipeline.audio import normalize
 from wav2vec2_pipeline.binrows import make_batch, run_batch
+from wav2vec2_pipeline.decoding import DecodingOptions, make_decoder
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.model import BASE_960H_VOCAB
 from wav2vec2_pipeline.planning import Layout, plan_bins, stitch
-from wav2vec2_pipeline.registry import DECODERS
+
+GREEDY = DecodingOptions()
 
 if TYPE_CHECKING:
     from transformers import Wav2Vec2FeatureExtractor
@@ -32,14 +34,14 @@ def transcribe(
     layout: Layout,
     feature_extractor: "Wav2Vec2FeatureExtractor",
     vocab: Sequence[str] = BASE_960H_VOCAB,
-    decoder: str = "greedy",
+    decoding: DecodingOptions = GREEDY,
 ) -> dict[str, str]:
     """Text of every utterance (16 kHz float32 audio by id) on a loaded backend, laid out as preprocess would
-    lay it out and decoded by `decoder` (registry.DECODERS); an utterance that `layout` skips has no entry, one
-    too short for a frame an empty text."""
+    lay it out and decoded as `decoding` says (greedy by default); an utterance that `layout` skips has no
+    entry, one too short for a frame an empty text."""
     if batch_size < 1:
         raise PipelineError(f"batch_size must be at least 1, got {batch_size}")
-    decode = DECODERS.load(decoder)(vocab)
+    decode = make_decoder(decoding, vocab)
     plan = plan_bins({utt_id: len(samples) for utt_id, samples in audio.items()}, batch_size, layout)
 
     @functools.lru_cache(maxsize=2)  # an utterance's windows are consecutive rows

@@ -1,9 +1,8 @@
-"""Greedy CTC decoding: best token per frame, collapse repeats, drop blanks, `|` -> space; with the frames
-each word spans, for word timestamps."""
+"""CTC paths to words: collapse repeats, drop blanks, `|` -> space, with the frames each word spans (for word
+times); and the greedy decoder, whose path is the best token of each frame."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -43,10 +42,15 @@ def greedy_words(logits: np.ndarray, vocab: Sequence[str]) -> list[WordSpan]:
     """The words of one utterance's logits (frames x vocab size), each with the frames it spans; frame
     indices count from the utterance's start, so stitched chunk logits give utterance-wide times."""
     _check(logits, vocab)
+    return path_words(logits.argmax(axis=1), vocab)
+
+
+def path_words(path: np.ndarray, vocab: Sequence[str]) -> list[WordSpan]:
+    """The words a CTC path (a token id per frame) spells, each with the frames it spans."""
     words: list[WordSpan] = []
     chars: list[str] = []
     start = end = 0
-    for token, first, last in [*token_runs(logits.argmax(axis=1), vocab.index(BLANK_TOKEN)), (-1, 0, 0)]:
+    for token, first, last in [*token_runs(path, vocab.index(BLANK_TOKEN)), (-1, 0, 0)]:
         if token == -1 or vocab[token] == WORD_DELIMITER:
             if chars:
                 words.append(WordSpan("".join(chars), start, end))
@@ -59,18 +63,14 @@ def greedy_words(logits: np.ndarray, vocab: Sequence[str]) -> list[WordSpan]:
     return words
 
 
-class Decoder(Protocol):
-    """A CTC decoder (registry.DECODERS): built for a vocabulary, it turns one utterance's logits (frames x vocab
-    size) into its words with the frames each spans."""
-
-    def __call__(self, logits: np.ndarray) -> list[WordSpan]: ...
-
-
 @dataclass(frozen=True)
 class GreedyDecoder:
-    """The best token per frame: as the HF tokenizer's `batch_decode` of the argmax."""
+    """The best token per frame: as the HF tokenizer's `batch_decode` of the argmax. It takes no options and
+    is cheap enough to run in the reading process."""
 
     vocab: Sequence[str]
+    options: object = None
+    parallel = False
 
     def __call__(self, logits: np.ndarray) -> list[WordSpan]:
         return greedy_words(logits, self.vocab)

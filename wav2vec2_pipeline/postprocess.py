@@ -16,14 +16,14 @@ from tqdm import tqdm
 from wav2vec2_pipeline import records
 from wav2vec2_pipeline.batchmap import CHUNKED, CUT_OFF, EMPTY, SKIPPED, BatchMap, read_ground_truth, read_map
 from wav2vec2_pipeline.binfile import as_array, read_bytes, shape_text
+from wav2vec2_pipeline.decoding import Decoded, DecodingOptions, decode_all, make_decoder
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.manifests import LogitsManifest, logits_key
 from wav2vec2_pipeline.model import Geometry, load_geometry, load_vocab
-from wav2vec2_pipeline.options import option
+from wav2vec2_pipeline.options import group, option
 from wav2vec2_pipeline.outputs import Transcript, Word
 from wav2vec2_pipeline.planning import stitch
-from wav2vec2_pipeline.provenance import bytes_sha256
-from wav2vec2_pipeline.registry import DECODERS
+from wav2vec2_pipeline.provenance import bytes_sha256, file_sha256
 from wav2vec2_pipeline.rundir import RunDir
 from wav2vec2_pipeline.scoring import (
     NORMALIZERS,
@@ -49,14 +49,13 @@ class PostprocessOptions:
     normalizer: str = option(UPPER, "applied to reference and hypothesis before scoring: upper (case and spaces "
                                     "folded, for LibriSpeech), english (Whisper's English normaliser), none",
                              choices=NORMALIZERS)  # fmt: skip
-    decoder: str = option("greedy", "how logits become text", choices=DECODERS.names)
+    decoding: DecodingOptions = group(DecodingOptions)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
         if self.normalizer not in NORMALIZERS:
             raise PipelineError(f"--normalizer {self.normalizer!r}: choose one of {', '.join(NORMALIZERS)}")
-        DECODERS.check(self.decoder)
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,22 @@ class UtteranceResult:
 
 
 @dataclass(frozen=True)
+class DecodingFigures:
+    """Which decoder made the text, from what files, and how fast beside the model (compile.py's figure)."""
+
+    decoder: str
+    options: list[str] | None
+    lm_sha256: str | None
+    lexicon_sha256: str | None
+    seconds: float
+    """Inside the decoder, reading the logits aside (wall time of the parallel workers' calls)."""
+    workers: int
+    audio_s_per_s: float | None
+    model_audio_s_per_s: float | None
+    """The model's audio seconds per wall second in the compile.py run of these logits."""
+
+
+@dataclass(frozen=True)
 class Summary:
     batch_size: int
     max_samples: int
@@ -111,11 +126,12 @@ class Summary:
     reference_accuracy: float
     all_utterances: Rates
     long_utterances: Rates
+    decoding: DecodingFigures
 
 
 @dataclass(frozen=True)
 class Report:
-    FORMAT: ClassVar[str] = "wav2vec2-pipeline/report/2"
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/report/3"
     PRODUCED_BY: ClassVar[str] = "wav2vec2_postprocess.py"
 
     summary: Summary
@@ -213,6 +229,7 @@ def score(
     references: dict[str, str],
     decoded: dict[str, list[Word]],
     normalizer: str,
+    decoding: DecodingFigures,
 ) -> Report:
     """Per-utterance results, every utterance exactly once; rates over the scored (the reference's figure),
     over all with a reference (a skipped one counts as all deletions) and over the long ones. Both sides are
@@ -256,7 +273,7 @@ def score(
         seconds_lost=sum(batch_map.seconds_lost(u) for u in batch_map.utterances),
         wer=over_scored.wer, cer=over_scored.cer, accuracy=None if over_scored.cer is None else 1.0 - over_scored.cer,
         reference_accuracy=REFERENCE_ACCURACY, all_utterances=rates(sorted(refs)),
-        long_utterances=rates(batch_map.long_ids),
+        long_utterances=rates(batch_map.long_ids), decoding=decoding,
     )  # fmt: skip
     return Report(summary, results)
 
@@ -274,14 +291,24 @@ def postprocess(output_dir: Path, data_path: Path, options: PostprocessOptions) 
         )
     vocab = load_vocab(options.pytorch_model_dir, geometry) if given else tuple(manifest.vocab)
     check_logits(output_dir, manifest, batch_map, vocab, geometry, vocab_given=given)
+    decoding = options.decoding
+    decoder = make_decoder(decoding, vocab)  # what it reads is checked here, before any logits are
     seconds_per_frame = geometry.samples_per_frame / batch_map.sample_rate
-    decode = DECODERS.load(options.decoder)(vocab)
+    timing = Decoded()
     decoded = {
-        utt_id: [Word(s.word, s.start_frame * seconds_per_frame, s.end_frame * seconds_per_frame)
-                 for s in decode(logits)]
-        for utt_id, logits in utterance_logits(output_dir, batch_map, manifest)
+        utt_id: [Word(s.word, s.start_frame * seconds_per_frame, s.end_frame * seconds_per_frame) for s in spans]
+        for utt_id, spans in decode_all(decoder, utterance_logits(output_dir, batch_map, manifest),
+                                        decoding.beam.workers, timing)
     }  # fmt: skip
-    return score(batch_map, manifest, references, decoded, options.normalizer)
+    audio_s = sum(batch_map.seconds([u]) - batch_map.seconds_lost(u) for u in decoded)
+    digests = {name: file_sha256(path) if path is not None else None for name, path in decoding.files().items()}
+    figures = DecodingFigures(
+        decoder=decoding.decoder, options=decoding.described(), lm_sha256=digests.get("lm"),
+        lexicon_sha256=digests.get("lexicon"), seconds=timing.seconds, workers=timing.workers,
+        audio_s_per_s=audio_s / timing.seconds if timing.seconds > 0 else None,
+        model_audio_s_per_s=manifest.stage.audio_s_per_s,
+    )  # fmt: skip
+    return score(batch_map, manifest, references, decoded, options.normalizer, figures)
 
 
 def transcripts(report: Report) -> list[Transcript]:

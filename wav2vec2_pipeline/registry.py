@@ -53,6 +53,7 @@ BACKENDS = Registry("backend", "--backend", {
 }, chooser=AUTO)  # fmt: skip
 DECODERS = Registry("decoder", "--decoder", {
     "greedy": "wav2vec2_pipeline.ctc:GreedyDecoder",
+    "beam": "wav2vec2_pipeline.beam:BeamDecoder",
 })  # fmt: skip
 WRITERS = Registry("transcript writer", "output", {
     "transcripts": "wav2vec2_pipeline.outputs:JSONL",

@@ -225,6 +225,19 @@ def postprocess_fails(work: Path, *extra: object) -> str:
                  work / "data", "--report", work / "report.json", *extra)  # fmt: skip
 
 
+TIMINGS = ("seconds", "audio_s_per_s", "model_audio_s_per_s")
+"""What a report measures rather than derives: two runs over the same logits differ only there."""
+
+
+def scored(report_path: Path) -> dict:
+    """A report's content, decoding's timings aside, for comparing two runs' reports for equality."""
+    report = json.loads(report_path.read_text())
+    decoding = report["summary"]["decoding"]
+    assert all(decoding[key] is None or decoding[key] >= 0 for key in TIMINGS)
+    report["summary"]["decoding"] = {k: v for k, v in decoding.items() if k not in TIMINGS}
+    return report
+
+
 def tree(root: Path) -> dict[str, int]:
     """Every file under `root` with its modification time: what a refused command must leave alone."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}

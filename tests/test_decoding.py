@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.ngram import arpa_text, write_arpa
-from tests.conftest import run_pipeline, run_script
+from tests.conftest import fails, run_main, run_pipeline
 from wav2vec2_pipeline.beam import KENLM_BINARY_MAGIC
 from wav2vec2_pipeline.ctc import greedy_words
 from wav2vec2_pipeline.decoding import BeamOptions, DecodingOptions, make_decoder
@@ -106,8 +106,8 @@ def test_postprocess_decodes_by_name_and_the_report_names_the_decoder_and_its_fi
                     for w in line.split()[1:]})  # fmt: skip
     lm = write_arpa([" ".join(words)] * 2, tmp_path / "lm.arpa")
     common = ("--input", output_dir, "--batch_size", 2, "--data_path", data_path)
-    greedy = run_script("wav2vec2_postprocess.py", *common, "--report", tmp_path / "greedy.json").stdout
-    printed = run_script("wav2vec2_postprocess.py", *common, "--report", tmp_path / "beam.json", "--decoder", "beam",
+    greedy = run_main("wav2vec2_postprocess.py", *common, "--report", tmp_path / "greedy.json").stdout
+    printed = run_main("wav2vec2_postprocess.py", *common, "--report", tmp_path / "beam.json", "--decoder", "beam",
                          "--lm", lm, "--lm_weight", 2, "--decode_workers", 2, "--ctm", tmp_path / "words.ctm").stdout
     assert "decoding (greedy, 1 process(es))" in greedy and "decoding (beam, 2 process(es))" in printed
     report = json.loads((tmp_path / "beam.json").read_text())
@@ -126,10 +126,9 @@ def test_postprocess_decodes_by_name_and_the_report_names_the_decoder_and_its_fi
 def test_beam_options_without_the_beam_decoder_are_one_line(tmp_path, transcribed) -> None:
     output_dir, data_path = transcribed
     lm = write_arpa(["HELLO"], tmp_path / "lm.arpa")
-    result = run_script("wav2vec2_postprocess.py", "--input", output_dir, "--batch_size", 2, "--data_path", data_path,
-                        "--report", tmp_path / "r.json", "--lm", lm, check=False)  # fmt: skip
-    expected = "error: --lm is an option of the beam search: pass --decoder beam with it\n"
-    assert result.returncode == 2 and result.stderr == expected
+    message = fails("wav2vec2_postprocess.py", "--input", output_dir, "--batch_size", 2, "--data_path", data_path,
+                    "--report", tmp_path / "r.json", "--lm", lm)  # fmt: skip
+    assert message == "error: --lm is an option of the beam search: pass --decoder beam with it\n"
     assert not (tmp_path / "r.json").exists()
 
 

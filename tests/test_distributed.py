@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA, fails, run_main, run_script
+from tests.conftest import SHARED_DATA, fails, run_main, run_script, scored
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-ray.txt")
 
@@ -37,7 +37,7 @@ def four_stages(dataset_dir: Path, work: Path, batch_size: int, traced: Path, mo
 
 def postprocess(logits_dir: Path, data_path: Path, batch_size: int) -> dict:
     run_main("wav2vec2_postprocess.py", "--input", logits_dir, "--batch_size", batch_size, "--data_path", data_path)
-    return json.loads((data_path / f"report_bs{batch_size}.json").read_text())
+    return scored(data_path / f"report_bs{batch_size}.json")
 
 
 def layout_options(dataset_dir: Path, batch_size: int, model_dir: Path, *layout: str):

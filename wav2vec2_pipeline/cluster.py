@@ -15,7 +15,7 @@ from typing import Any
 
 import wav2vec2_pipeline
 from wav2vec2_pipeline.device import MAX_THREADS
-from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.errors import PipelineError, require
 from wav2vec2_pipeline.options import option
 
 
@@ -34,7 +34,7 @@ class ClusterOptions:
     bins_per_task: int = option(4, "bins per Ray block and per actor call: each costs a few ms of Ray's own work")
 
     def __post_init__(self) -> None:
-        checks = (
+        require((
             (self.actors >= 1, f"--actors must be at least 1, got {self.actors}"),
             (self.threads_per_actor is None or 1 <= self.threads_per_actor <= MAX_THREADS,
              f"--threads_per_actor must be between 1 and {MAX_THREADS}, got {self.threads_per_actor}"),
@@ -47,10 +47,7 @@ class ClusterOptions:
             (self.bins_per_task >= 1, f"--bins_per_task must be at least 1, got {self.bins_per_task}"),
             (self.address is None or self.address.strip() != "",
              "--address is empty: pass auto, a cluster's host:port, or leave it out for a local Ray"),
-        )  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise PipelineError(message)
+        ))  # fmt: skip
 
     @property
     def cpus_per_actor(self) -> float:

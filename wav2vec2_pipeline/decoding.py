@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from wav2vec2_pipeline.ctc import WordSpan
-from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.errors import require
 from wav2vec2_pipeline.options import group, option
 from wav2vec2_pipeline.registry import DECODERS
 
@@ -41,7 +41,7 @@ class BeamOptions:
                                         type=int)  # fmt: skip
 
     def __post_init__(self) -> None:
-        checks = (
+        require((
             (self.beam_size >= 1, f"--beam_size must be at least 1, got {self.beam_size}"),
             (self.beam_size_token is None or self.beam_size_token >= 1,
              f"--beam_size_token must be at least 1, got {self.beam_size_token}"),
@@ -52,10 +52,7 @@ class BeamOptions:
             (self.decode_workers is None or self.decode_workers >= 1,
              f"--decode_workers must be at least 1, got {self.decode_workers}"),
             (not (self.lexicon_free and self.lexicon), "--lexicon and --lexicon_free: pass one of them"),
-        )  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise PipelineError(message)
+        ))  # fmt: skip
 
     @property
     def workers(self) -> int:

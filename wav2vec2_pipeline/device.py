@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.errors import require
 from wav2vec2_pipeline.options import option
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
@@ -32,16 +32,13 @@ class DeviceOptions:
                                                   "Ascend guide does")
 
     def __post_init__(self) -> None:
-        checks = (
+        require((
             (self.device_id >= 0, f"--device_id must be 0 or more, got {self.device_id}"),
             (self.aie_optimization_level >= 0, f"--aie_optimization_level must be 0 or more, got "
                                                f"{self.aie_optimization_level}"),
             (self.threads is None or 1 <= self.threads <= MAX_THREADS,
              f"--threads must be between 1 and {MAX_THREADS} ({os.cpu_count()} cores here), got {self.threads}"),
-        )  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise PipelineError(message)
+        ))  # fmt: skip
 
 
 @functools.cache

@@ -4,7 +4,7 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 USAGE_ERROR = 2
@@ -13,6 +13,13 @@ USAGE_ERROR = 2
 
 class PipelineError(Exception):
     """Bad input or state a user can fix; the message says what was wrong and what to do."""
+
+
+def require(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise the message of the first check that fails: an options class's checks, listed in one place."""
+    for ok, message in checks:
+        if not ok:
+            raise PipelineError(message)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from wav2vec2_pipeline import calibration
 from wav2vec2_pipeline.binfile import as_array, is_whole, list_bins, nbytes, read_bytes, shape_text
 from wav2vec2_pipeline.device import DeviceOptions
-from wav2vec2_pipeline.errors import PipelineError
+from wav2vec2_pipeline.errors import PipelineError, require
 from wav2vec2_pipeline.logits import BinRunner, LocalRunner, LogitsPlan, logits_maker, traced_model
 from wav2vec2_pipeline.manifests import BinRecord, InputManifest, LogitsManifest, StageMetrics, Throughput, merged_stage
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
@@ -62,17 +62,14 @@ class CompileOptions:
     device: DeviceOptions = group(DeviceOptions)
 
     def __post_init__(self) -> None:
-        checks = (
+        require((
             (self.batch_size >= 1, f"--batch_size must be at least 1, got {self.batch_size}"),
             (0 <= self.warmup_runs <= MAX_RUNS, f"--warmup_runs must be between 0 and {MAX_RUNS}, got "
                                                 f"{self.warmup_runs}"),
             (1 <= self.timed_runs <= MAX_RUNS, f"--timed_runs must be between 1 and {MAX_RUNS} (the figure is "
                                                f"their mean), got {self.timed_runs}"),
             (self.max_samples >= 1, f"--max_samples must be positive, got {self.max_samples}"),
-        )  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise PipelineError(message)
+        ))  # fmt: skip
         BACKENDS.check(self.backend)
 
 

@@ -31,7 +31,7 @@ def main() -> None:
               "(--overwrite redoes it)")  # fmt: skip
     else:
         print(f"{len(manifest.bins)} logits bins -> {args.output_path}")
-    if stage is not None and stage.rows_run:
+    if stage.rows_run:
         audio = "" if stage.audio_s_per_s is None else f", {stage.audio_s_per_s:.2f} audio seconds per wall second"
         print(
             f"stage: {stage.rows_run} rows in {stage.wall_s:.2f} s wall (bin reads and writes included): "

@@ -19,7 +19,9 @@ def main() -> None:
     parser.add_argument("--output_path", type=Path, required=True, help="dir for the logits bins")
     parser.add_argument("--torchscript_path", type=Path, default=Path("traced.pth"))
     add_options(parser, CompileOptions, skip=("max_samples", "warmup_runs", "timed_runs", "overwrite", "device_id",
-                                              "threads"))  # fmt: skip
+                                              "threads"),
+                helps={"backend": "as compile.py's; auto: aie with --npus_per_actor, cuda with --gpus_per_actor, "
+                                  "else compile.py's CPU default (default: auto)"})  # fmt: skip
     add_options(parser, ClusterOptions)
     args = parser.parse_args()
 

@@ -28,13 +28,14 @@ def main() -> None:
 
     from wav2vec2_pipeline.batchmap import GROUND_TRUTH_FILE, map_path
     from wav2vec2_pipeline.fileio import check_output_file
+    from wav2vec2_pipeline.outputs import Writer
     from wav2vec2_pipeline.postprocess import Report, postprocess, transcripts, write_report
     from wav2vec2_pipeline.records import is_saved
 
     report_path = args.report or args.data_path / f"report_bs{options.batch_size}.json"
     paths = {"transcripts": args.transcripts or report_path.with_name(f"transcripts_bs{options.batch_size}.jsonl"),
              "ctm": args.ctm, "srt": args.srt}  # fmt: skip
-    writers = {name: WRITERS.load(name) for name, path in paths.items() if path is not None}
+    writers: dict[str, Writer] = {name: WRITERS.load(name) for name, path in paths.items() if path is not None}
     inputs = (map_path(args.data_path, options.batch_size), args.data_path / GROUND_TRUTH_FILE)
     files = [report_path, *(paths[name] for name in writers if name != "srt")]
     if len({path.resolve() for path in files}) != len(files):

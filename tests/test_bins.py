@@ -104,3 +104,14 @@ def test_a_malformed_manifest_is_one_error_naming_the_file_and_field(tmp_path, e
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(PipelineError, match=message):
         run_dir.require_manifest()
+
+
+def test_an_unfinished_run_recorded_by_the_previous_version_is_still_named(tmp_path) -> None:
+    """Its run record has no `shards` field: the run is unfinished, not bins from elsewhere."""
+    records_dir = tmp_path / ".bins"
+    records_dir.mkdir()
+    (records_dir / "run.json").write_text(json.dumps({
+        "format": "wav2vec2-pipeline/run-start/1", "run_key": "key", "bins": {"batch_0.bin": "k"},
+        "command": "python3 wav2vec2_preprocess.py --batch_size 2", "sharded": False}))  # fmt: skip
+    with pytest.raises(PipelineError, match=r"did not finish \(0 of 1 bins done\); finish it by running the same "):
+        RunDir(tmp_path, InputManifest).require_manifest()

@@ -88,9 +88,26 @@ def test_unreadable_or_malformed_inputs_of_the_search_are_one_line(tmp_path) -> 
         make_decoder(beam(lexicon=lexicon), VOCAB)
     with pytest.raises(PipelineError, match=r"needs the words it may spell: --lm .*, --lexicon, or --lexicon_free"):
         make_decoder(beam(), VOCAB)
-    for bad in ({"beam_size": 0}, {"lm_weight": float("nan")}, {"decode_workers": 0}):
+    for bad in ({"beam_size": 0}, {"beam_size": 2_000_000_000}, {"beam_size_token": 10**11},
+                {"lm_weight": float("nan")}, {"decode_workers": 0}, {"decode_workers": 10**6}):  # fmt: skip
         with pytest.raises(PipelineError, match=f"--{next(iter(bad))}"):
             BeamOptions(**bad)
+
+
+@pytest.mark.parametrize(
+    ("cut", "message"),
+    [(lambda text: text[:300], r"^the beam search cannot be built from --lm .*lm\.arpa: "),
+     (lambda text: text.split("\\2-grams:")[0].replace("ngram 2=", "ngram 9=") + "\\end\\\n",
+      r"^the beam search cannot be built from --lm "),
+     (lambda text: arpa_text([""]), r"has no word besides <s>, </s>, <unk>: nothing to spell")],
+    ids=["truncated", "counts that lie", "no word"],
+)
+def test_an_lm_kenlm_cannot_load_is_one_line_when_the_decoder_is_built(tmp_path, cut, message) -> None:
+    lm = tmp_path / "lm.arpa"
+    lm.write_text(cut(arpa_text(["HELLO WORLD", "THE WORLD IS HERE"])))
+    with pytest.raises(PipelineError, match=message) as raised:
+        make_decoder(beam(lm=lm), VOCAB)
+    assert "\n" not in str(raised.value)
 
 
 @pytest.fixture(scope="module")

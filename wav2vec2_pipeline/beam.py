@@ -25,6 +25,7 @@ ARPA_HEADER = "\\data\\"
 LM_MARKERS = ("<s>", "</s>", "<unk>")
 UNK_WORD = "<unk>"
 EXAMPLES = 3
+STDERR = 2
 
 
 def lm_kind(path: Path) -> str:
@@ -138,6 +139,8 @@ class BeamDecoder:
                                     f"{', '.join(bad[:EXAMPLES])}")  # fmt: skip
         elif words is not None:
             self.lexicon = spelled(words)
+            if not self.lexicon:
+                raise PipelineError(f"--lm {options.lm} has no word besides {', '.join(LM_MARKERS)}: nothing to spell")
         elif options.lm is not None:
             raise PipelineError(f"--lm {options.lm} is a KenLM binary, whose words cannot be listed: pass --lexicon "
                                 "(its words, spelled), or the ARPA file")  # fmt: skip
@@ -146,13 +149,25 @@ class BeamDecoder:
                                 "--lexicon_free")  # fmt: skip
         if words is not None:
             check_spelling(words, self.vocab, f"--lm {options.lm}")
+        self._search = self._built()
+
+    def _built(self) -> Any:
+        """The search, built here once so that an LM KenLM cannot load (truncated, malformed, too big) stops the
+        stage in one line before any logits are read; each worker process builds its own."""
+        try:
+            return self._build()
+        except (RuntimeError, ValueError, TypeError, MemoryError) as error:
+            files = " ".join(f"{flag} {path}" for flag, path in (("--lm", self.options.lm),
+                                                                 ("--lexicon", self.options.lexicon)) if path)
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            raise PipelineError(f"the beam search cannot be built from {files or 'its options'}: {detail}") from error
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_search": None}  # built again in each process
 
     def __call__(self, logits: np.ndarray) -> list[WordSpan]:
         if self._search is None:
-            self._search = self._build()
+            self._search = self._built()
         shifted = logits - logits.max(axis=1, keepdims=True)
         emissions = np.ascontiguousarray(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), np.float32)
         frames = emissions.shape[0]
@@ -170,15 +185,17 @@ class BeamDecoder:
         options = self.options
         tokens = Dictionary(list(self.vocab))
         blank, boundary = self.vocab.index(BLANK_TOKEN), self.vocab.index(WORD_DELIMITER)
-        beam = {"beam_size": options.beam_size, "beam_size_token": options.beam_size_token or len(self.vocab),
+        tokens_tried = min(options.beam_size_token or len(self.vocab), len(self.vocab))
+        beam = {"beam_size": options.beam_size, "beam_size_token": tokens_tried,
                 "beam_threshold": options.beam_threshold, "lm_weight": options.lm_weight, "sil_score": 0.0,
                 "log_add": False, "criterion_type": fl.CriterionType.CTC}  # fmt: skip
         if self.lexicon is None:
-            lm = KenLM(str(options.lm), tokens) if options.lm is not None else fl.ZeroLM()
+            with silenced(STDERR):
+                lm = KenLM(str(options.lm), tokens) if options.lm is not None else fl.ZeroLM()
             return fl.LexiconFreeDecoder(fl.LexiconFreeDecoderOptions(**beam), lm, boundary, blank, [])
         words = Dictionary([UNK_WORD, *(w for w in self.lexicon if w != UNK_WORD)])
         words.set_default_index(words.get_index(UNK_WORD))
-        with quiet_stdout():  # KenLM reports its loading progress on stdout
+        with silenced(STDERR):  # KenLM draws its loading progress there, once per process
             lm = KenLM(str(options.lm), words) if options.lm is not None else fl.ZeroLM()
         trie = fl.Trie(len(self.vocab), boundary)
         start = lm.start(False)
@@ -193,13 +210,14 @@ class BeamDecoder:
 
 
 @contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """File descriptor 1 to /dev/null for the block: C++ libraries write there past Python's sys.stdout."""
-    saved = os.dup(1)
+def silenced(fd: int) -> Iterator[None]:
+    """File descriptor `fd` to /dev/null for the block: C++ libraries write there past Python's sys.stderr (a
+    failure still comes back as an exception)."""
+    saved = os.dup(fd)
     try:
         with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), fd)
             yield
     finally:
-        os.dup2(saved, 1)
+        os.dup2(saved, fd)
         os.close(saved)

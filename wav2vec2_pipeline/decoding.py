@@ -14,10 +14,13 @@ from typing import Protocol
 import numpy as np
 
 from wav2vec2_pipeline.ctc import WordSpan
+from wav2vec2_pipeline.device import MAX_THREADS
 from wav2vec2_pipeline.errors import require
 from wav2vec2_pipeline.options import group, option
 from wav2vec2_pipeline.registry import DECODERS
 
+MAX_BEAM = 10_000
+"""Hypotheses or tokens per frame beyond this are a typo: the search's time and memory grow with them."""
 UTTERANCES_PER_TASK = 8
 """Utterances a worker process decodes per task: enough that the logits' transfer is a small part of it."""
 
@@ -33,7 +36,8 @@ class BeamOptions:
     lexicon_free: bool = option(False, "beam: spell freely, letter by letter, with no lexicon (an --lm must then "
                                        "be over the model's tokens)")
     beam_size: int = option(50, "beam: hypotheses kept per frame")
-    beam_size_token: int | None = option(16, "beam: tokens tried per frame, the likeliest (none: all)", type=int)
+    beam_size_token: int | None = option(16, "beam: tokens tried per frame, the likeliest (at most the "
+                                             "vocabulary's)", type=int)
     beam_threshold: float = option(25.0, "beam: drop hypotheses this far (log) below the best")
     lm_weight: float = option(1.5, "beam: the LM's weight against the model's")
     word_score: float = option(-1.0, "beam: a bonus (or, negative, a cost) for each word")
@@ -42,15 +46,16 @@ class BeamOptions:
 
     def __post_init__(self) -> None:
         require((
-            (self.beam_size >= 1, f"--beam_size must be at least 1, got {self.beam_size}"),
-            (self.beam_size_token is None or self.beam_size_token >= 1,
-             f"--beam_size_token must be at least 1, got {self.beam_size_token}"),
+            (1 <= self.beam_size <= MAX_BEAM, f"--beam_size must be between 1 and {MAX_BEAM}, got {self.beam_size}"),
+            (self.beam_size_token is None or 1 <= self.beam_size_token <= MAX_BEAM,
+             f"--beam_size_token must be between 1 and {MAX_BEAM}, got {self.beam_size_token}"),
             (math.isfinite(self.beam_threshold) and self.beam_threshold > 0,
              f"--beam_threshold must be a positive number, got {self.beam_threshold}"),
             (math.isfinite(self.lm_weight), f"--lm_weight must be a number, got {self.lm_weight}"),
             (math.isfinite(self.word_score), f"--word_score must be a number, got {self.word_score}"),
-            (self.decode_workers is None or self.decode_workers >= 1,
-             f"--decode_workers must be at least 1, got {self.decode_workers}"),
+            (self.decode_workers is None or 1 <= self.decode_workers <= MAX_THREADS,
+             f"--decode_workers must be between 1 and {MAX_THREADS} ({os.cpu_count()} cores here), got "
+             f"{self.decode_workers}"),
             (not (self.lexicon_free and self.lexicon), "--lexicon and --lexicon_free: pass one of them"),
         ))  # fmt: skip
 

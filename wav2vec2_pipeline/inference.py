@@ -21,7 +21,7 @@ from wav2vec2_pipeline.binfile import as_array, is_whole, list_bins, nbytes, rea
 from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.errors import PipelineError, require
 from wav2vec2_pipeline.logits import BinRunner, LocalRunner, LogitsPlan, logits_maker, traced_model
-from wav2vec2_pipeline.manifests import BinRecord, InputManifest, LogitsManifest, StageMetrics, Throughput, merged_stage
+from wav2vec2_pipeline.manifests import BinRecord, InputManifest, LogitsManifest, StageMetrics, Throughput
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.options import group, option
 from wav2vec2_pipeline.provenance import digest, file_sha256
@@ -33,6 +33,7 @@ from wav2vec2_pipeline.runloop import (
     complete,
     finish_shard,
     merge_bins,
+    merged_stage,
     owned,
     standing_figures,
     writing,
@@ -195,7 +196,7 @@ class CompileResult:
     """None for a shard: the merge writes it."""
     up_to_date: bool
     """Nothing was run: a finished run of the same model, inputs and backend was there, figures and all."""
-    stage: StageMetrics | None
+    stage: StageMetrics
 
 
 def _open(run: CompileRun, keys: dict[str, str], shard: Shard | None = None) -> RunDir:
@@ -256,7 +257,7 @@ def compile_bins(
             _load(run)
         tally = Tally()
         first = run.inputs.bins[0]  # the batch the throughput figure runs
-        local = LocalRunner(run.backend, run.input_dir, also_prepare=(tuple(first.shape),))
+        local = LocalRunner(run.backend, run.input_dir, tally, also_prepare=(tuple(first.shape),))
         make = logits_maker(run_dir, run.plan, run.sources, runner or local, tally)
         bins = complete(run_dir, keys, make, overwrite=options.overwrite, desc=_desc(run))
         stage = tally.stage(len(bins), SAMPLE_RATE)
@@ -291,9 +292,10 @@ def compile_shard(run: CompileRun, options: CompileOptions, command: str, shard:
     with writing(run_dir, run.plan.run_key, keys, command, restart=options.overwrite):
         _load(run)
         tally = Tally()
-        make = logits_maker(run_dir, run.plan, run.sources, LocalRunner(run.backend, run.input_dir), tally)
+        make = logits_maker(run_dir, run.plan, run.sources, LocalRunner(run.backend, run.input_dir, tally), tally)
         bins = complete(run_dir, mine, make, overwrite=options.overwrite, desc=_desc(run))
-        stage = finish_shard(run_dir, run.plan.run_key, bins, tally.stage(len(bins), SAMPLE_RATE))
+        stage = tally.stage(len(bins), SAMPLE_RATE)
+        stage = finish_shard(run_dir, run.plan.run_key, bins, stage) or stage
     return CompileResult(None, False, stage)
 
 

@@ -2,6 +2,7 @@
 and recorded as it comes back from a runner (a backend in this process, or a cluster's actors)."""
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,15 +64,19 @@ BinRunner = Callable[[list[BinRecord]], Iterable[BinResult]]
 class LocalRunner:
     """The bins one after another on a loaded backend in this process, each read as it is run; first the backend
     is prepared for their shapes (a static-shape backend compiles each, minutes on an NPU), and for `also_prepare`
-    (the throughput figure's), only those."""
+    (the throughput figure's), only those, outside the stage's figures (`tally`)."""
 
     backend: "Backend"
     input_dir: Path
+    tally: Tally | None = None
     also_prepare: tuple[tuple[int, ...], ...] = ()
 
     def __call__(self, bins: list[BinRecord]) -> Iterator[BinResult]:
+        started = time.perf_counter()
         for shape in dict.fromkeys([*(tuple(b.shape) for b in bins), *self.also_prepare]):
             self.backend.prepare(shape)
+        if self.tally is not None:
+            self.tally.started += time.perf_counter() - started
         for source in bins:
             data = read_bytes(self.input_dir / source.name, source.shape, "Re-run preprocess.")
             yield source, run_batch(self.backend, as_array(data, source.shape), source.rows_used), bytes_sha256(data)

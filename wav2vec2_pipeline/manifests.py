@@ -32,16 +32,18 @@ class BinRecord:
 class RunStart:
     """Written when a run starts, so that an unfinished dir can say which run and how to finish it."""
 
-    FORMAT: ClassVar[str] = "wav2vec2-pipeline/run-start/2"
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/run-start/1"
     PRODUCED_BY: ClassVar[str] = "the stage that writes the dir"
 
     run_key: str
     bins: dict[str, str]
     """Every bin of the run, with the key its completion record must carry."""
     command: str
+    sharded: bool = False
+    """Started by a --shard worker: what finishes the run is the missing shards, then --merge."""
     shards: int | None = None
-    """The N of the --shard workers that write the run (None: one process): what finishes it is the missing
-    shards, then --merge, and every worker of the run must split it the same way."""
+    """The N of the run's --shard workers (written by them and by their merge; None: one process, or a record of
+    an earlier version): every worker of the run must split it the same way."""
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,6 @@ class ShardRecord:
     bins: list[str]
     stage: StageMetrics | None
     """compile.py's figures for this shard's bins."""
-
-
-def merged_stage(shards: list[StageMetrics]) -> StageMetrics:
-    """The shards' figures as one run's: work summed, wall time the longest shard's (they ran side by side)."""
-    return StageMetrics(
-        bins_run=sum(s.bins_run for s in shards), rows_run=sum(s.rows_run for s in shards),
-        wall_s=max(s.wall_s for s in shards), speech_s=sum(s.speech_s for s in shards),
-        peak_rss_mib=max(s.peak_rss_mib for s in shards),
-    )  # fmt: skip
 
 
 def logits_run_key(model_sha256: str, inputs_run_key: str, backend: str, options: list[str] | None) -> str:

@@ -36,16 +36,22 @@ def _argument(field: dataclasses.Field) -> dict[str, Any]:
     return {"help": help_text, "required": required, **kwargs}
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+def add_options(
+    parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (), helps: dict[str, str] | None = None
+) -> None:
     """`--<field>` for every option of `cls` and of the groups it holds, none with a default of its own: an
-    option not given is absent from the parsed namespace, and takes the dataclass's default when built."""
+    option not given is absent from the parsed namespace, and takes the dataclass's default when built. `helps`:
+    another script's own words for an option it takes otherwise (the Ray driver's --backend)."""
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         if "group" in field.metadata:
-            add_options(parser, field.metadata["group"], skip=skip)
+            add_options(parser, field.metadata["group"], skip=skip, helps=helps)
         elif "help" in field.metadata:
-            parser.add_argument(f"--{field.name}", default=argparse.SUPPRESS, **_argument(field))
+            argument = _argument(field)
+            if helps and field.name in helps:
+                argument["help"] = helps[field.name]
+            parser.add_argument(f"--{field.name}", default=argparse.SUPPRESS, **argument)
 
 
 def given(args: argparse.Namespace, cls: type) -> list[str]:

@@ -91,7 +91,7 @@ class RunDir(Generic[M]):
             how = (
                 "finish it by running any --shard of it that has not finished, then the same command with --merge "
                 f"instead of --shard: {start.command}"
-                if start.shards
+                if start.sharded
                 else f"finish it by running the same command again: {start.command}"
             )
             raise PipelineError(
@@ -123,7 +123,7 @@ class RunDir(Generic[M]):
             )
         (self.path / MANIFEST_FILE).unlink(missing_ok=True)
         make_dir(self.records_dir)
-        records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command, count))
+        records.save(self.records_dir / RUN_FILE, RunStart(run_key, keys, command, self.shard is not None, count))
 
     def split_finished(self, run_key: str, count: int) -> bool:
         """Whether every one of `count` shard workers of the run finished its bins here."""

@@ -82,10 +82,19 @@ def finish_shard(
     shard = run_dir.shard
     assert shard is not None, "a shard worker's dir"
     earlier = run_dir.shard_record(run_key)
-    if stage is not None and stage.rows_run == 0 and earlier is not None and earlier.stage is not None:
-        stage = earlier.stage
+    if stage is not None:
+        stage = standing_figures(stage, earlier.stage if earlier is not None else None)
     run_dir.finish_shard(ShardRecord(run_key, shard.index, shard.count, [r.name for r in bins], stage))
     return stage
+
+
+def merged_stage(shards: list[StageMetrics]) -> StageMetrics:
+    """The shards' figures as one run's: work summed, wall time the longest shard's (they ran side by side)."""
+    return StageMetrics(
+        bins_run=sum(s.bins_run for s in shards), rows_run=sum(s.rows_run for s in shards),
+        wall_s=max(s.wall_s for s in shards), speech_s=sum(s.speech_s for s in shards),
+        peak_rss_mib=max(s.peak_rss_mib for s in shards),
+    )  # fmt: skip
 
 
 def standing_figures(stage: StageMetrics, earlier: StageMetrics | None) -> StageMetrics:

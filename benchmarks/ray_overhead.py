@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.random_base_model import save_random_base_model, save_tiny_model
+from wav2vec2_pipeline.audioplan import PreprocessOptions
 from wav2vec2_pipeline.cluster import ClusterOptions, ray_init_args
 from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.distributed import ModelActor, run_audio, run_bins
@@ -35,7 +36,7 @@ from wav2vec2_pipeline.export import export
 from wav2vec2_pipeline.inference import CompileOptions, run_compile
 from wav2vec2_pipeline.model import SAMPLE_RATE, Geometry
 from wav2vec2_pipeline.planning import CHUNK, Layout
-from wav2vec2_pipeline.preprocess import PreprocessOptions, preprocess
+from wav2vec2_pipeline.preprocess import preprocess
 
 BIN_SAMPLES = SAMPLE_RATE
 """1 s rows: small enough that Ray's own cost per bin is visible beside the tiny model's."""

@@ -13,8 +13,7 @@ import numpy as np
 from wav2vec2_pipeline.audio import normalize
 from wav2vec2_pipeline.binfile import DTYPE, as_array, read_bytes
 from wav2vec2_pipeline.binrows import make_batch
-from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.manifests import BinRecord
+from wav2vec2_pipeline.manifests import BinRecord, changed_input_bin
 from wav2vec2_pipeline.planning import Bin, Layout, plan_bins
 from wav2vec2_pipeline.provenance import bytes_sha256, digest
 
@@ -71,10 +70,7 @@ def of_input_bins(input_dir: Path, bins: list[BinRecord], batch_size: int) -> Ca
         for record in picked:
             data = read_bytes(input_dir / record.name, record.shape, "Re-run preprocess.")
             if bytes_sha256(data) != record.sha256:  # it names the quantised model: never calibrate on other bytes
-                raise PipelineError(
-                    f"{input_dir / record.name} is not the bin its manifest lists (its content changed since "
-                    "preprocess wrote it); re-run wav2vec2_preprocess.py with --overwrite"
-                )
+                raise changed_input_bin(str(input_dir / record.name))
             yield as_array(data, record.shape)
 
     return of_batches([(r.sha256, rows_taken(r.rows_used or r.shape[0], len(picked))) for r in picked], batches)

@@ -30,6 +30,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wav2vec2_pipeline import calibration, records
+from wav2vec2_pipeline.audioplan import (
+    BinPlan,
+    PreprocessOptions,
+    audio_loader,
+    bin_speech,
+    check_paths,
+    identify_inputs,
+    plan_inputs,
+    up_to_date,
+    write_map_and_truth,
+)
 from wav2vec2_pipeline.batchmap import MapBin
 from wav2vec2_pipeline.binfile import DTYPE, as_array, read_bytes
 from wav2vec2_pipeline.binrows import make_batch, run_batch
@@ -48,17 +59,6 @@ from wav2vec2_pipeline.logits import BinResult, LogitsPlan, logits_maker, traced
 from wav2vec2_pipeline.manifests import BinRecord, LogitsManifest, StageMetrics
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.planning import Bin, Row
-from wav2vec2_pipeline.preprocess import (
-    BinPlan,
-    PreprocessOptions,
-    audio_loader,
-    bin_speech,
-    check_paths,
-    identify_inputs,
-    plan_inputs,
-    up_to_date,
-    write_map_and_truth,
-)
 from wav2vec2_pipeline.provenance import bytes_sha256
 from wav2vec2_pipeline.registry import AUTO, BACKENDS
 from wav2vec2_pipeline.rundir import RunDir

@@ -21,7 +21,14 @@ from wav2vec2_pipeline.binfile import as_array, is_whole, list_bins, nbytes, rea
 from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.errors import PipelineError, require
 from wav2vec2_pipeline.logits import BinRunner, LocalRunner, LogitsPlan, logits_maker, traced_model
-from wav2vec2_pipeline.manifests import BinRecord, InputManifest, LogitsManifest, StageMetrics, Throughput
+from wav2vec2_pipeline.manifests import (
+    BinRecord,
+    InputManifest,
+    LogitsManifest,
+    StageMetrics,
+    Throughput,
+    changed_input_bin,
+)
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.options import group, option
 from wav2vec2_pipeline.provenance import digest, file_sha256
@@ -199,7 +206,7 @@ class CompileResult:
     stage: StageMetrics
 
 
-def _open(run: CompileRun, keys: dict[str, str], shard: Shard | None = None) -> RunDir:
+def _logits_dir(run: CompileRun, keys: dict[str, str], shard: Shard | None = None) -> RunDir:
     """The logits dir, knowing the input bins' digests from preprocess (checking them then costs a stat), with
     the bins this worker runs checked to hold what their manifest says."""
     run_dir = RunDir(run.output_dir, LogitsManifest, shard)
@@ -209,19 +216,23 @@ def _open(run: CompileRun, keys: dict[str, str], shard: Shard | None = None) -> 
     changed = [name for name in tqdm(keys, desc="checking input bins", disable=None)
                if sources[name].sha256 and run_dir.cache.sha256(run.input_dir / name) != sources[name].sha256]
     if changed:
-        raise PipelineError(
-            f"{run.input_dir / changed[0]} is not the bin its manifest lists (its content changed since preprocess "
-            f"wrote it; {len(changed)} such bin(s)); re-run wav2vec2_preprocess.py with --overwrite"
-        )
+        when = f"since preprocess wrote it; {len(changed)} such bin(s)"
+        raise changed_input_bin(str(run.input_dir / changed[0]), when)
     return run_dir
 
 
-def _finished(run: CompileRun, run_dir: RunDir) -> LogitsManifest | None:
-    """The manifest of a finished run of the same model, inputs and backend whose bins all still hold it."""
-    previous = run_dir.manifest() if run.output_dir.is_dir() else None
-    if previous is None or previous.run_key != run.plan.run_key or not all(run_dir.holds(b) for b in previous.bins):
-        return None
-    return previous
+def _finished(run: CompileRun, run_dir: RunDir) -> tuple[LogitsManifest | None, bool]:
+    """The manifest an earlier run of the same model, inputs and backend left here, and whether every one of its
+    bins still holds what it says (the run is then finished)."""
+    earlier = run_dir.manifest() if run.output_dir.is_dir() else None
+    if earlier is None or earlier.run_key != run.plan.run_key:
+        return None, False
+    return earlier, all(run_dir.holds(b) for b in earlier.bins)
+
+
+def _as_it_stands(run_dir: RunDir, manifest: LogitsManifest) -> CompileResult:
+    run_dir.cache.save()  # the digests checked stand for the files' new times
+    return CompileResult(manifest, True, manifest.stage)
 
 
 def _load(run: CompileRun) -> None:
@@ -243,15 +254,13 @@ def compile_bins(
     if runner is None:  # before any dir is made; a runner's workers check their own CPUs as they load
         run.backend.check_cpu()
     keys = run.keys
-    run_dir = _open(run, keys)
-    previous = _finished(run, run_dir)
+    run_dir = _logits_dir(run, keys)
+    earlier, finished = _finished(run, run_dir)
     timing = (options.warmup_runs, options.timed_runs, options.device.threads)
-    measured = previous is not None and previous.throughput is not None and (
-        previous.throughput.warmup_runs, len(previous.throughput.run_s), previous.throughput.threads) == timing
-    if previous is not None and not options.overwrite and (measured or runner is not None):
-        run_dir.cache.save()  # its digests stand for the files' new times
-        return CompileResult(previous, True, previous.stage)
-    earlier = run_dir.manifest() if run.output_dir.is_dir() else None
+    measured = earlier is not None and earlier.throughput is not None and (
+        earlier.throughput.warmup_runs, len(earlier.throughput.run_s), earlier.throughput.threads) == timing
+    if earlier is not None and finished and not options.overwrite and (measured or runner is not None):
+        return _as_it_stands(run_dir, earlier)
     with writing(run_dir, run.plan.run_key, keys, command):
         if runner is None:
             _load(run)
@@ -260,9 +269,7 @@ def compile_bins(
         local = LocalRunner(run.backend, run.input_dir, tally, also_prepare=(tuple(first.shape),))
         make = logits_maker(run_dir, run.plan, run.sources, runner or local, tally)
         bins = complete(run_dir, keys, make, overwrite=options.overwrite, desc=_desc(run))
-        stage = tally.stage(len(bins), SAMPLE_RATE)
-        if earlier is not None and earlier.run_key == run.plan.run_key:
-            stage = standing_figures(stage, earlier.stage)
+        stage = standing_figures(tally.stage(len(bins), SAMPLE_RATE), earlier.stage if earlier else None)
         manifest = run.plan.manifest(bins, stage)
         run_dir.finish(manifest)
         if runner is not None:
@@ -284,11 +291,10 @@ def compile_shard(run: CompileRun, options: CompileOptions, command: str, shard:
     run.backend.check_cpu()
     keys = run.keys
     mine = owned(keys, shard)
-    run_dir = _open(run, mine, shard)
-    previous = _finished(run, run_dir)
-    if previous is not None and not options.overwrite:
-        run_dir.cache.save()
-        return CompileResult(previous, True, previous.stage)
+    run_dir = _logits_dir(run, mine, shard)
+    earlier, finished = _finished(run, run_dir)
+    if earlier is not None and finished and not options.overwrite:
+        return _as_it_stands(run_dir, earlier)
     with writing(run_dir, run.plan.run_key, keys, command, restart=options.overwrite):
         _load(run)
         tally = Tally()
@@ -303,11 +309,10 @@ def merge_shards(run: CompileRun, options: CompileOptions, command: str) -> Comp
     """Run no bin: check that every shard of the run finished its bins, then write the manifest with the
     shards' figures as one run's."""
     keys = run.keys
-    run_dir = _open(run, keys)
-    previous = _finished(run, run_dir)
-    if previous is not None:
-        run_dir.cache.save()
-        return CompileResult(previous, True, previous.stage)
+    run_dir = _logits_dir(run, keys)
+    earlier, finished = _finished(run, run_dir)
+    if earlier is not None and finished:
+        return _as_it_stands(run_dir, earlier)
     shards = run_dir.finished_shards(run.plan.run_key, run.plan.settings)  # refused here, before any write
     with writing(run_dir, run.plan.run_key, keys, command, shards=shards[0].count):
         bins = merge_bins(run_dir, keys, shards)

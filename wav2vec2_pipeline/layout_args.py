@@ -12,7 +12,7 @@ from wav2vec2_pipeline.options import build, option
 from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
 
 if TYPE_CHECKING:
-    from wav2vec2_pipeline.preprocess import PreprocessOptions
+    from wav2vec2_pipeline.audioplan import PreprocessOptions
 
 
 def sample_list(text: str) -> tuple[int, ...]:
@@ -64,9 +64,9 @@ class LayoutFlags:
 def preprocess_options(args: argparse.Namespace, *, overwrite: bool = False) -> "PreprocessOptions":
     """The options of `LayoutFlags` and --batch_size, checked against each other and the model."""
     from wav2vec2_pipeline.audio import Conversion
+    from wav2vec2_pipeline.audioplan import PreprocessOptions
     from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
     from wav2vec2_pipeline.planning import Layout
-    from wav2vec2_pipeline.preprocess import PreprocessOptions
 
     flags = build(LayoutFlags, args)
     buckets = flags.bucket_samples or ",".join(map(str, DEFAULT_BUCKET_SAMPLES))

@@ -13,7 +13,14 @@ import numpy as np
 from wav2vec2_pipeline.binfile import as_array, read_bytes, shape_text
 from wav2vec2_pipeline.binrows import run_batch
 from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.manifests import BinRecord, LogitsManifest, StageMetrics, logits_key, logits_run_key
+from wav2vec2_pipeline.manifests import (
+    BinRecord,
+    LogitsManifest,
+    StageMetrics,
+    changed_input_bin,
+    logits_key,
+    logits_run_key,
+)
 from wav2vec2_pipeline.model import Geometry
 from wav2vec2_pipeline.provenance import bytes_sha256
 from wav2vec2_pipeline.rundir import RunDir
@@ -147,10 +154,7 @@ def logits_maker(
     def make(names: list[str]) -> Iterator[BinRecord]:
         for source, logits, input_sha in runner([sources[name] for name in names]):
             if source.sha256 and input_sha != source.sha256:
-                raise PipelineError(
-                    f"input bin {source.name} is not the bin its manifest lists (its content changed while "
-                    "this run read the bins); re-run wav2vec2_preprocess.py with --overwrite"
-                )
+                raise changed_input_bin(f"input bin {source.name}", "while this run read the bins")
             made = dataclasses.replace(source, sha256=input_sha)
             if made_input is not None:
                 made_input(made)

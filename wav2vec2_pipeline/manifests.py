@@ -5,6 +5,7 @@ import statistics
 from dataclasses import dataclass
 from typing import ClassVar
 
+from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.provenance import digest
 
 
@@ -150,3 +151,11 @@ def logits_key(model_sha256: str, input_sha256: str, shape: list[int], backend: 
     are other rows at another shape), and the backend with its options."""
     return digest({"model": model_sha256, "input": input_sha256, "shape": list(shape), "backend": backend,
                    "options": options})  # fmt: skip
+
+
+def changed_input_bin(where: str, when: str = "since preprocess wrote it") -> PipelineError:
+    """The error for an input bin whose bytes are not the ones its manifest lists (and keys name)."""
+    return PipelineError(
+        f"{where} is not the bin its manifest lists (its content changed {when}); re-run wav2vec2_preprocess.py "
+        "with --overwrite"
+    )

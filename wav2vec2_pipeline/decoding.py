@@ -4,6 +4,7 @@ before any work, and run over the utterances, in parallel processes where the de
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ _worker_decoder: Decoder | None = None
 
 
 def _start_worker(decoder: Decoder) -> None:
+    """A worker leaves Ctrl-C to the main process, which ends the pool and says what was kept in one line."""
     global _worker_decoder
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_decoder = decoder
 
 

@@ -19,6 +19,7 @@ from wav2vec2_pipeline.librispeech import (
     files_under,
     find_utterances,
 )
+from wav2vec2_pipeline.registry import SOURCES
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64", ".rf64")
 """What soundfile (libsndfile) reads; matched without regard to case."""
@@ -175,8 +176,6 @@ class AudioFolder:
 def find_inputs(source: Path) -> list[Utterance]:
     """The utterances `--input` names, sorted by id, read by the first source kind (registry.SOURCES) that
     accepts it: a JSONL manifest, a LibriSpeech split, or any other dir as a folder of audio to transcribe."""
-    from wav2vec2_pipeline.registry import SOURCES
-
     for name in SOURCES.names:
         kind = SOURCES.load(name)
         if kind.accepts(source):

@@ -41,7 +41,7 @@ def table(lengths: dict[str, int], batch_size: int) -> str:
     ]
     for label, windows, mode in layouts:
         plan = plan_bins(lengths, batch_size, Layout(windows, mode, stride))
-        cost = plan_cost(plan, lengths, batch_size)
+        cost = plan_cost(plan, lengths)
         rows = sum(len(b.rows) for b in plan.bins)
         lines.append(
             f"| {label} | {len(lengths) - len(plan.skipped)} of {len(lengths)} | {rows} | "

@@ -202,12 +202,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Fixtur
 
 @pytest.fixture(scope="session")
 def done(tmp_path_factory, dataset, traced_path, tiny_model_dir) -> Path:
-    """A finished bs-3 run (4 utterances scored, so the second bin has 2 pad rows): `in` (input bins), `data`
-    (batch map, ground truth) and `out` (logits), not yet postprocessed. Shared: a test that writes there works
-    on a copy (copy_run)."""
+    """A finished bs-3 run in the Ascend guide's layout (4 utterances scored, so the second bin has 2 pad rows):
+    `in` (input bins), `data` (batch map, ground truth) and `out` (logits), not yet postprocessed. Shared: a test
+    that writes there works on a copy (copy_run)."""
     work = tmp_path_factory.mktemp("done")
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", work / "in",
-             "--data_path", work / "data", "--pytorch_model_dir", tiny_model_dir)  # fmt: skip
+             "--data_path", work / "data", "--pytorch_model_dir", tiny_model_dir, "--layout", "static")  # fmt: skip
     run_main("compile.py", "--batch_size", 3, "--input_path", work / "in", "--output_path", work / "out",
              "--torchscript_path", traced_path, "--backend", "torchscript", *FAST)  # fmt: skip
     return work

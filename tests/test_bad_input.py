@@ -57,7 +57,7 @@ def test_missing_transcript_line(tmp_path) -> None:
     write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
     (tmp_path / "in" / "1" / "2" / "1-2.trans.txt").write_text("1-2-0000 HI\n")
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 2,
-                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "1-2-0001.flac" in message and "no transcript line" in message
     assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
 
@@ -66,7 +66,7 @@ def test_non_16khz_audio_is_named_and_nothing_is_written(tmp_path) -> None:
     write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900})
     write_flac(tmp_path / "in" / "1" / "2" / "1-2-0001.flac", 900, seed=3, sample_rate=22_050)
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
-                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "1-2-0001.flac is sampled at 22050 Hz" in message
     assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
 
@@ -74,7 +74,7 @@ def test_non_16khz_audio_is_named_and_nothing_is_written(tmp_path) -> None:
 def test_empty_input_dir(tmp_path) -> None:
     (tmp_path / "in").mkdir()
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
-                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "no .flac files under" in message
     assert files_under(tmp_path / "bins") == []
 
@@ -82,7 +82,7 @@ def test_empty_input_dir(tmp_path) -> None:
 def test_corrupt_audio_mid_run_is_named_and_the_rerun_redoes_only_the_bins_left(tmp_path, traced_path) -> None:
     write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800, "1-2-0001": 900, "1-2-0002": 700})
     args = ("--input", tmp_path / "in", "--batch_size", 1, "--output", tmp_path / "bins", "--data_path",
-            tmp_path / "data")  # fmt: skip
+            tmp_path / "data", "--layout", "static")  # fmt: skip  (id order: one utterance's new length moves no other)
     run_main("wav2vec2_preprocess.py", *args)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "bins").glob("*.bin")}
     flac = tmp_path / "in" / "1" / "2" / "1-2-0001.flac"
@@ -108,7 +108,7 @@ def test_stereo_audio_is_named_and_nothing_is_written(tmp_path) -> None:
     write_librispeech_tree(tmp_path / "in", {"1-2-0000": 800})
     write_flac(tmp_path / "in" / "1" / "2" / "1-2-0000.flac", 800, seed=3, channels=2)
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "in", "--batch_size", 1,
-                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data")  # fmt: skip
+                    "--output", tmp_path / "bins", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "1-2-0000.flac has 2 channels" in message
     assert files_under(tmp_path / "bins") == [] and files_under(tmp_path / "data") == []
 
@@ -119,13 +119,13 @@ def test_audio_that_is_not_finite_is_refused_naming_the_file(tmp_path) -> None:
     sf.write(folder / "ok.wav", 0.1 * np.ones(20_000), 16_000)
     sf.write(folder / "nan.wav", np.full(20_000, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
     message = fails("wav2vec2_preprocess.py", "--input", folder, "--batch_size", 2, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data")  # fmt: skip
+                    "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "nan.wav holds samples that are not finite numbers" in message
 
 
 def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> None:
     write_librispeech_tree(tmp_path / "ls", {"1-2-0000": 300, "1-2-0001": 120_000})
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output",
-                    tmp_path / "in", "--data_path", tmp_path / "data")  # fmt: skip
+                    tmp_path / "in", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     assert "gives a row: 1 are too short for one frame and 1 longer than the window" in message
     assert not (tmp_path / "in").exists()

@@ -21,7 +21,7 @@ from wav2vec2_pipeline.model import BASE_960H_VOCAB
 def batches(tmp_path_factory, dataset) -> list[np.ndarray]:
     work = tmp_path_factory.mktemp("variants")
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", work / "in",
-             "--data_path", work / "data", "--long_audio", "chunk")  # fmt: skip
+             "--data_path", work / "data", "--layout", "static", "--long_audio", "chunk")  # fmt: skip
     inputs = find_input_bins(work / "in", 3, 100_000)
     return [np.fromfile(work / "in" / b.name, dtype="<f4").reshape(b.shape) for b in inputs.bins]
 
@@ -81,7 +81,7 @@ def test_int8_through_compile_is_calibrated_on_the_runs_own_speech_once_and_shar
     for name in ("traced.pth", "traced.pth.json"):  # the module and its export record, in a dir of this test's own
         shutil.copy(traced_path.with_name(name), tmp_path / name)
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static", "--long_audio", "chunk")  # fmt: skip
     fast = ("--batch_size", 1, "--input_path", tmp_path / "in", "--torchscript_path", traced, "--backend",
             "openvino-int8", "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
     first = run_main("compile.py", *fast, "--output_path", tmp_path / "whole").stdout
@@ -101,7 +101,7 @@ def test_int8_through_compile_is_calibrated_on_the_runs_own_speech_once_and_shar
 
 def test_compile_runs_a_variant_by_name(tmp_path, traced_path, dataset) -> None:
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     result = run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path",
                       tmp_path / "out", "--torchscript_path", traced_path, "--backend", "onnxruntime",
                       "--threads", 1, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
@@ -116,7 +116,7 @@ def test_int8_redoes_every_bin_only_when_audio_it_was_calibrated_on_changes(tmp_
     lengths = {f"1-2-{i:04d}": 3_000 + 100 * i for i in range(40)}
     write_librispeech_tree(tmp_path / "ls", lengths)
     prep = ("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output", tmp_path / "in",
-            "--data_path", tmp_path / "data")  # fmt: skip
+            "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     comp = ("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "out",
             "--torchscript_path", tmp_path / "traced.pth", "--backend", "openvino-int8", "--warmup_runs", 0,
             "--timed_runs", 1)  # fmt: skip
@@ -148,7 +148,7 @@ def test_the_calibration_key_names_the_rows_taken_not_only_the_bins(tmp_path, da
     """The same bins, once with preprocess's manifest (the pad rows of the last bin left out) and once as bins
     from elsewhere (every row taken): other speech, so another key, and another cached quantised model."""
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     (tmp_path / "raw").mkdir()
     for path in (tmp_path / "in").glob("batch_*.bin"):
         shutil.copy(path, tmp_path / "raw" / path.name)
@@ -163,7 +163,7 @@ def test_a_calibration_bin_changed_since_preprocess_is_refused_even_in_another_s
     for name in ("traced.pth", "traced.pth.json"):
         shutil.copy(traced_path.with_name(name), tmp_path / name)
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     bins = find_input_bins(tmp_path / "in", 1, 100_000).bins
     other_shards = [b for i, b in enumerate(bins) if i % 2 == 1 and b in pick_bins(bins, 1)]
     path = tmp_path / "in" / other_shards[0].name

@@ -64,7 +64,7 @@ def local_ray():
 def test_both_modes_equal_the_four_stage_path_byte_for_byte(
     tmp_path, dataset, traced_path, tiny_model_dir, local_ray
 ) -> None:
-    layout = ("--long_audio", "chunk", "--exact")  # bins of several lengths
+    layout = ("--max_samples", "100000", "--long_audio", "chunk")  # bins of several lengths
     four = four_stages(dataset[0], tmp_path / "four", 2, traced_path, tiny_model_dir, *layout)
 
     from_bins, runner = run_bins(tmp_path / "four" / "in", tmp_path / "a", traced_path, 2, "torchscript", ONE_THREAD,
@@ -123,7 +123,7 @@ def test_a_backend_calibrated_on_the_speech_gives_compile_py_s_bins_in_both_mode
     given relative to a dir the Ray workers did not start in, as on a cluster: what the actors read (audio, the
     model dir, calibration bins) must reach them absolute."""
     pytest.importorskip("nncf", reason="openvino-int8 needs nncf and openvino")
-    layout = ("--long_audio", "chunk")
+    layout = ("--layout", "static", "--long_audio", "chunk")
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 2, "--output", tmp_path / "in",
              "--data_path", tmp_path / "data", "--pytorch_model_dir", tiny_model_dir, *layout)  # fmt: skip
     run_main("compile.py", "--batch_size", 2, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
@@ -162,7 +162,7 @@ def test_an_actor_killed_mid_run_is_restarted_and_the_bins_equal_a_clean_run(
     tmp_path, dataset, traced_path, local_ray
 ) -> None:
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static", "--long_audio", "chunk")  # fmt: skip
     run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
              "--torchscript_path", traced_path, *CPU)  # fmt: skip
     marker = tmp_path / "killed"
@@ -194,7 +194,7 @@ def test_a_job_that_fails_keeps_its_bins_and_a_re_run_runs_only_the_rest(tmp_pat
     from wav2vec2_pipeline.distributed import ACTOR_RESTARTS
 
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static", "--long_audio", "chunk")  # fmt: skip
     run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
              "--torchscript_path", traced_path, *CPU)  # fmt: skip
     cluster = ClusterOptions(actors=1, threads_per_actor=1, bins_per_task=1)
@@ -236,7 +236,7 @@ def test_an_error_in_an_actor_is_one_line_on_the_driver(tmp_path, dataset, trace
 def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
     tmp_path, traced_path, tiny_model_dir, local_ray
 ) -> None:
-    layout = ("--long_audio", "chunk", "--exact")
+    layout = ("--max_samples", "100000", "--long_audio", "chunk")
     four = four_stages(MINI, tmp_path / "four", 4, traced_path, tiny_model_dir, *layout)
     options = layout_options(MINI, 4, tiny_model_dir, *layout)
     run_audio(MINI, tmp_path / "out", tmp_path / "data", traced_path, options, "torchscript", ONE_THREAD, "test")
@@ -252,7 +252,7 @@ def test_fused_mode_reports_the_real_subset_as_the_four_stages_do(
     [
         (("--input_path", "x", "--input", "y"), "not both"),
         ((), "pass --input_path"),
-        (("--input_path", "x", "--exact"), "--exact is for audio (--input)"),
+        (("--input_path", "x", "--layout", "whole"), "--layout is for audio (--input)"),
         (("--input_path", "x", "--data_path", "d"), "--data_path is for audio (--input)"),
         (("--input", "x"), "--input needs --data_path"),
         (("--input_path", "x", "--actors", 0), "--actors must be at least 1"),
@@ -298,7 +298,7 @@ def test_the_driver_leaves_the_cpu_check_to_the_actors_and_refuses_bins_that_nev
     from wav2vec2_pipeline.inference import CompileOptions, compile_bins, plan_compile, run_compile
 
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 4, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512f"}))  # the driver's CPU: no bf16
     options = CompileOptions(batch_size=4, backend="openvino-bf16")
     with pytest.raises(PipelineError, match=r"^1 bin\(s\) never came back .*: run the same command again"):
@@ -330,7 +330,7 @@ def test_a_node_removed_mid_run_ends_with_the_bins_of_a_clean_run(tmp_path, data
     from ray.cluster_utils import Cluster
 
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-             "--data_path", tmp_path / "data", "--long_audio", "chunk")  # fmt: skip
+             "--data_path", tmp_path / "data", "--layout", "static", "--long_audio", "chunk")  # fmt: skip
     run_main("compile.py", "--batch_size", 1, "--input_path", tmp_path / "in", "--output_path", tmp_path / "clean",
              "--torchscript_path", traced_path, "--backend", "torchscript", "--threads", 2, "--warmup_runs", 0,
              "--timed_runs", 1)  # fmt: skip

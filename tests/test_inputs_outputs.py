@@ -236,8 +236,9 @@ def test_word_times_of_chunked_long_utterances_match_the_whole_utterance(tmp_pat
     trans.write_text("".join(line + "\n" for line in trans.read_text().splitlines() if line.split()[0] in kept))
     traced = tmp_path / "traced.pth"
     run_main("wav2vec2_pth2ts.py", "--pytorch_model_dir", TRAINED_MODEL, "--output", traced)
-    chunked = run_all(tmp_path / "chunk", source, traced, "--long_audio", "chunk", batch_size=1)
-    whole = run_all(tmp_path / "whole", source, traced, "--bucket", "--bucket_samples", "400000", batch_size=1)
+    chunked = run_all(tmp_path / "chunk", source, traced, "--max_samples", 100_000, batch_size=1)
+    whole = run_all(tmp_path / "whole", source, traced, "--layout", "bucket", "--bucket_samples", "400000",
+                    batch_size=1)
     compared = 0
     for utt_id, entry in transcripts_of(tmp_path / "chunk", 1).items():
         seconds = next(u["seconds"] for u in chunked["utterances"] if u["utt_id"] == utt_id)
@@ -255,3 +256,31 @@ def test_word_times_of_chunked_long_utterances_match_the_whole_utterance(tmp_pat
                     compared += 1
     assert compared >= 10  # enough words agree between the two runs to say something
     assert whole["summary"]["utterances_scored"] == chunked["summary"]["utterances_scored"] == 4
+
+
+@pytest.mark.skipif(not ESPEAK_LONG.is_dir(), reason="../shared has no trained model and long test speech")
+def test_a_recording_of_several_minutes_in_a_folder_is_one_transcript_in_bins_of_bounded_size(tmp_path) -> None:
+    """The default layout: a 6.7-minute recording (the twenty 15-25 s espeak utterances end to end, on the trained
+    model) is chunked into 35 s windows with context on both sides and stitched into one transcript, its words in
+    order and inside the recording; no bin holds more than --bin_samples, so memory does not grow with the
+    recording."""
+    clips = sorted(ESPEAK_LONG.rglob("*.flac"))
+    audio = np.concatenate([sf.read(clip, dtype="float32")[0] for clip in clips])
+    (tmp_path / "talks").mkdir()
+    sf.write(tmp_path / "talks" / "talk.flac", audio, 16_000, subtype="PCM_16")
+    traced = tmp_path / "traced.pth"
+    run_main("wav2vec2_pth2ts.py", "--pytorch_model_dir", TRAINED_MODEL, "--output", traced)
+    budget = 2 * 560_000
+    report = run_all(tmp_path / "w", tmp_path / "talks", traced, "--bin_samples", budget, batch_size=8)
+    (entry,) = report["utterances"]
+    assert entry["long_audio"] == "chunked" and entry["seconds_lost"] == 0
+    seconds = len(audio) / 16_000
+    windows = -(-(len(audio) - 560_000) // ((1749 - 2 * (1749 // 6)) * 320)) + 1
+    bins = sorted((tmp_path / "w" / "in").glob("batch_*.bin"))
+    assert len(bins) == -(-windows // 2) and all(b.stat().st_size <= budget * 4 for b in bins)
+    (transcript,) = transcripts_of(tmp_path / "w", 8).values()
+    words = transcript["words"]
+    starts = [w["start"] for w in words]
+    assert len(words) > 400 and starts == sorted(starts)  # the twenty clips hold 1000 words or so
+    assert all(0 <= w["start"] < w["end"] <= seconds + 0.02 for w in words)
+    assert words[-1]["end"] > seconds - 30  # the last window's words are there

@@ -55,7 +55,7 @@ def test_chunk_stitching_equals_eager_windows_with_overlap_dropped(
     tmp_path, long_dataset, tiny_model_dir, traced_path
 ) -> None:
     root, _ = long_dataset
-    run = run_pipeline(tmp_path, root, 2, traced_path, tiny_model_dir, "--long_audio", "chunk")
+    run = run_pipeline(tmp_path, root, 2, traced_path, tiny_model_dir, "--layout", "static", "--long_audio", "chunk")
     manifest = RunDir(run.output_dir, LogitsManifest).require_manifest()
     stitched = dict(utterance_logits(run.output_dir, read_map(run.data_path, 2), manifest))
 
@@ -136,7 +136,8 @@ def test_per_window_normalisation_as_the_hf_pipeline_does_it_changes_nothing_her
 def test_cut_mode_counts_the_utterance_as_cut_with_the_seconds_dropped(
     tmp_path, long_dataset, tiny_model_dir, traced_path
 ) -> None:
-    run = run_pipeline(tmp_path, long_dataset[0], 2, traced_path, tiny_model_dir, "--long_audio", "cut")
+    run = run_pipeline(tmp_path, long_dataset[0], 2, traced_path, tiny_model_dir, "--layout", "static",
+                       "--long_audio", "cut")  # fmt: skip
     entry = next(u for u in run.report["utterances"] if u["utt_id"] == LONG)
     assert entry["status"] == "scored" and entry["long_audio"] == "cut"
     assert entry["seconds_lost"] == pytest.approx((LONG_SAMPLES - 100_000) / 16_000)
@@ -148,8 +149,8 @@ def test_bucket_bins_have_their_own_lengths_and_decode_like_the_utterance_alone(
     tmp_path, long_dataset, tiny_model_dir, traced_path
 ) -> None:
     buckets = "40000,120000"
-    run = run_pipeline(tmp_path, long_dataset[0], 1, traced_path, tiny_model_dir, "--bucket", "--bucket_samples",
-                       buckets, "--long_audio", "chunk")  # fmt: skip
+    run = run_pipeline(tmp_path, long_dataset[0], 1, traced_path, tiny_model_dir, "--layout", "bucket",
+                       "--bucket_samples", buckets, "--long_audio", "chunk")  # fmt: skip
     batch_map = read_map(run.data_path, 1)
     # the short utterance alone in a 40000 bucket; the long one in 120000-sample windows
     bin_samples = {b.name: b.samples for b in batch_map.bins}
@@ -173,7 +174,7 @@ def test_a_short_utterance_padded_to_the_window_gets_other_logits_than_alone(lon
 def test_exact_rows_at_batch_size_1_give_each_utterance_alone(tmp_path, dataset, tiny_model_dir, traced_path) -> None:
     """--exact: every row as long as its utterance (bs 1), so the logits are the eager model's on the utterance
     alone, with no padding at all; the default window pads and moves them (test above)."""
-    run = run_pipeline(tmp_path, dataset[0], 1, traced_path, tiny_model_dir, "--exact", "--long_audio", "chunk")
+    run = run_pipeline(tmp_path, dataset[0], 1, traced_path, tiny_model_dir, "--max_samples", 100_000)
     model = Wav2Vec2ForCTC.from_pretrained(tiny_model_dir).eval()
     batch_map = read_map(run.data_path, 1)
     manifest = RunDir(run.output_dir, LogitsManifest).require_manifest()

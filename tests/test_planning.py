@@ -2,7 +2,18 @@ import pytest
 
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.model import num_frames
-from wav2vec2_pipeline.planning import CHUNK, CUT, SKIP, Layout, bucket_of, plan_bins, plan_cost, window_rows
+from wav2vec2_pipeline.planning import (
+    CHUNK,
+    CUT,
+    DEFAULT_BIN_SAMPLES,
+    LONG_WINDOW,
+    SKIP,
+    Layout,
+    bucket_of,
+    plan_bins,
+    plan_cost,
+    window_rows,
+)
 
 WINDOW = 100_000
 
@@ -52,7 +63,7 @@ def test_audio_too_short_for_one_frame_gets_no_row_and_is_listed_as_empty() -> N
     plan = plan_bins(lengths, 2, Layout((WINDOW,), CHUNK))
     assert [[row.utt_id for row in b.rows] for b in plan.bins] == [["a", "one_frame"]]
     assert plan.empty == ["click", "silent"] and plan.bins[0].rows[1].keep == (0, 1)
-    assert plan_cost(plan, lengths, 2).lost_samples == 399
+    assert plan_cost(plan, lengths).lost_samples == 399
 
 
 def test_buckets_pick_the_shortest_that_holds() -> None:
@@ -83,14 +94,14 @@ def test_bucketed_plan_sorts_by_length_within_buckets() -> None:
 
 def test_plan_cost_counted_by_hand() -> None:
     lengths = {"a": 50_000, "b": 120_000, "c": 90_000}
-    skip = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), SKIP, 52)), lengths, 2)
+    skip = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), SKIP, 52)), lengths)
     # one bin of 2 x 100000 holding a and c: 60000 samples of padding; b lost
     assert (skip.computed_samples, skip.padding_samples, skip.overlap_samples) == (200_000, 60_000, 0)
     assert skip.lost_samples == 120_000 and skip.lost_share == pytest.approx(120 / 260)
-    cut = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CUT, 52)), lengths, 2)
+    cut = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CUT, 52)), lengths)
     # bins [a, b] and [c, pad]: rows hold 50000 + 100000 + 90000; b loses 20000
     assert (cut.computed_samples, cut.padding_samples, cut.lost_samples) == (400_000, 160_000, 20_000)
-    chunk = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CHUNK, 52)), lengths, 2)
+    chunk = plan_cost(plan_bins(lengths, 2, Layout((WINDOW,), CHUNK, 52)), lengths)
     # b: windows at 0 and 66560 hold 100000 + 53440 samples, 33440 of them twice
     assert (chunk.computed_samples, chunk.overlap_samples, chunk.lost_samples) == (400_000, 33_440, 0)
     assert chunk.padding_samples == 400_000 - (50_000 + 100_000 + 53_440 + 90_000)
@@ -107,3 +118,24 @@ def test_exact_bins_are_as_long_as_their_longest_row_with_utterances_sorted_by_l
     assert covered_frames([r for b in plan.bins for r in b.rows if r.utt_id == "b"]) == list(range(num_frames(250_000)))
     with pytest.raises(PipelineError, match="choose one"):
         Layout((48_000, 96_000), CHUNK, exact=True)
+
+
+def test_whole_layout_bins_hold_as_many_rows_as_the_sample_budget_allows() -> None:
+    """Sorted by length; short rows fill a bin to --batch_size, 35 s rows only to the budget, so no bin of long rows
+    is larger than the budget however large the batch size."""
+    lengths = {f"s{i:02d}": 16_000 + i for i in range(20)} | {f"l{i}": 560_000 - i for i in range(5)}
+    layout = Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+    plan = plan_bins(lengths, 16, layout)
+    assert [(b.height, b.samples) for b in plan.bins] == [(16, 16_015), (4, 16_019), (2, 559_997), (2, 559_999),
+                                                          (1, 560_000)]  # fmt: skip
+    assert all(len(b.rows) == b.height and b.height * b.samples <= DEFAULT_BIN_SAMPLES for b in plan.bins)
+    assert [r.utt_id for b in plan.bins for r in b.rows] == sorted(lengths, key=lengths.get)
+    unbounded = plan_bins(lengths, 16, Layout((LONG_WINDOW,), CHUNK, exact=True))
+    assert [b.height for b in unbounded.bins] == [16, 9]
+
+
+def test_a_bin_budget_smaller_than_one_row_is_refused() -> None:
+    with pytest.raises(PipelineError, match="less than one row of 560000 samples"):
+        Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=LONG_WINDOW - 1)
+    with pytest.raises(PipelineError, match="--bin_samples sizes the bins of --layout whole only"):
+        Layout((100_000,), SKIP, bin_samples=10**6)

@@ -40,7 +40,7 @@ def test_a_logits_bin_copied_in_from_another_run_is_refused(done, tmp_path, trac
     work = copy_run(done, tmp_path)
     other = tmp_path / "other"
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 3, "--output", other / "in",
-             "--data_path", other / "data", "--long_audio", "cut")  # fmt: skip
+             "--data_path", other / "data", "--layout", "static", "--long_audio", "cut")  # fmt: skip
     run_main("compile.py", "--batch_size", 3, "--input_path", other / "in", "--output_path", other / "out",
              "--torchscript_path", traced_path, "--backend", "torchscript", *FAST)  # fmt: skip
     shutil.copy(other / "out" / "batch_1.bin", work / "out" / "batch_1.bin")  # same name, same size
@@ -95,7 +95,7 @@ def test_ground_truth_rewritten_by_a_preprocess_run_on_other_data_is_refused(don
     work = copy_run(done, tmp_path)
     write_librispeech_tree(tmp_path / "other_ls", {"7-8-0000": 20_000})
     run_main("wav2vec2_preprocess.py", "--input", tmp_path / "other_ls", "--batch_size", 2, "--output",
-             tmp_path / "other_in", "--data_path", work / "data")  # fmt: skip
+             tmp_path / "other_in", "--data_path", work / "data", "--layout", "static")  # fmt: skip
     assert "is not the ground truth the batch map for batch size 3 was written with" in postprocess_fails(work)
 
 

@@ -46,10 +46,11 @@ def test_readme_full_run_transcribes_every_second_of_the_real_subset(tmp_path, t
     assert len(report["utterances"]) == len(entries) == 7
     assert {utt_id: u["reference"] for utt_id, u in entries.items()} == expected
     assert {u["status"] for u in entries.values()} == {"scored"}
-    chunked = {utt_id for utt_id, u in entries.items() if u["long_audio"] == "chunked"}
-    assert chunked == {"1089-134686-0002", "1221-135766-0001", "1995-1837-0001"}  # the three over 6.25 s
+    assert {u["long_audio"] for u in entries.values()} == {None}  # whole utterances: none over 35 s
     assert report["summary"]["seconds_scored"] == pytest.approx(44.195) and report["summary"]["seconds_lost"] == 0
     batch_map = read_map(tmp_path / "data", 8)
     kept_frames = sum(row.keep[1] - row.keep[0] for b in batch_map.bins for row in b.rows)
     assert kept_frames == sum(num_frames(e.num_samples) for e in batch_map.utterances.values())  # every frame, once
-    assert "chunked 3 utterances" in result.stdout and "accuracy (1 - CER)" in result.stdout
+    assert [b.samples for b in batch_map.bins] == sorted(b.samples for b in batch_map.bins)  # sorted by length
+    assert all(len(b.rows) == b.height for b in batch_map.bins)  # no pad rows
+    assert "chunked 0," in result.stdout and "accuracy (1 - CER)" in result.stdout

@@ -35,7 +35,7 @@ from wav2vec2_pipeline.rundir import RunDir
 def input_bins(tmp_path_factory, dataset):
     work = tmp_path_factory.mktemp("resume")
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", work / "in",
-             "--data_path", work / "data")  # fmt: skip
+             "--data_path", work / "data", "--layout", "static")  # fmt: skip
     return work
 
 
@@ -96,7 +96,7 @@ def test_postprocess_refuses_logits_of_input_bins_since_replaced(input_bins, tra
              "--torchscript_path", traced_path, "--warmup_runs", 0, "--timed_runs", 1)  # fmt: skip
     # preprocess again with other settings: the map now describes other bins than the logits came from
     run_main("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in2",
-             "--data_path", data_path, "--long_audio", "cut")  # fmt: skip
+             "--data_path", data_path, "--layout", "static", "--long_audio", "cut")  # fmt: skip
     message = fails("wav2vec2_postprocess.py", "--input", tmp_path / "out", "--batch_size", 1, "--data_path", data_path)
     assert "computed from other input bins" in message
 
@@ -118,7 +118,7 @@ def test_a_full_disk_is_reported_with_the_path_and_leaves_no_temp_file(tmp_path,
 def test_an_output_dir_that_cannot_be_created_is_a_clear_error(dataset) -> None:
     bad = "/proc/no_such_dir"  # not creatable, even by root
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", f"{bad}/bins",
-                    "--data_path", f"{bad}/data")  # fmt: skip
+                    "--data_path", f"{bad}/data", "--layout", "static")  # fmt: skip
     assert "cannot create /proc/no_such_dir/bins" in message
 
 
@@ -128,7 +128,7 @@ def test_an_output_dir_that_cannot_be_created_is_a_clear_error(dataset) -> None:
 def stage_commands(source: Path, work: Path, batch_size: int, traced: Path) -> tuple[tuple, tuple]:
     """The preprocess and compile.py command lines of a run from `source` into `work`."""
     prep = ("wav2vec2_preprocess.py", "--input", source, "--batch_size", batch_size, "--output", work / "in",
-            "--data_path", work / "data")  # fmt: skip
+            "--data_path", work / "data", "--layout", "static")  # fmt: skip
     comp = ("compile.py", "--batch_size", batch_size, "--input_path", work / "in", "--output_path", work / "out",
             "--torchscript_path", traced, *FAST)  # fmt: skip
     return prep, comp

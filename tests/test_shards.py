@@ -15,9 +15,12 @@ from wav2vec2_pipeline.shards import Shard
 FAST = ("--warmup_runs", 0, "--timed_runs", 1, "--backend", "torchscript", "--threads", 1)
 
 
+LAYOUT = ("--layout", "static", "--long_audio", "chunk")
+
+
 def preprocess(dataset_dir, work, *extra):
     return run_main("wav2vec2_preprocess.py", "--input", dataset_dir, "--batch_size", 1, "--output", work / "in",
-                    "--data_path", work / "data", "--long_audio", "chunk", *extra)  # fmt: skip
+                    "--data_path", work / "data", *LAYOUT, *extra)  # fmt: skip
 
 
 def compile_(work, traced, *extra):
@@ -61,12 +64,12 @@ def test_a_merge_names_the_shard_that_is_missing_or_incomplete(tmp_path, dataset
     preprocess(dataset[0], tmp_path, "--shard", "1/3")
     preprocess(dataset[0], tmp_path, "--shard", "3/3")
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--long_audio", "chunk", "--merge")  # fmt: skip
+                    "--data_path", tmp_path / "data", *LAYOUT, "--merge")  # fmt: skip
     assert "shard 2/3 of this run has not finished" in message and "--shard 2/3" in message
     preprocess(dataset[0], tmp_path, "--shard", "2/3")
     (tmp_path / "in" / "batch_4.bin").unlink()  # bin 4 (0-based) is shard 4 mod 3 + 1 = 2's
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--long_audio", "chunk", "--merge")  # fmt: skip
+                    "--data_path", tmp_path / "data", *LAYOUT, "--merge")  # fmt: skip
     assert "batch_4.bin is missing, cut short or changed since shard 2/3 finished it" in message
     assert not (tmp_path / "in" / "manifest.json").exists()
 
@@ -75,7 +78,7 @@ def test_a_merge_refuses_shards_of_another_run(tmp_path, dataset) -> None:
     preprocess(dataset[0], tmp_path, "--shard", "1/2", "--stride_frames", 40)
     preprocess(dataset[0], tmp_path, "--shard", "2/2", "--stride_frames", 40)
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--long_audio", "chunk", "--merge")  # fmt: skip
+                    "--data_path", tmp_path / "data", *LAYOUT, "--merge")  # fmt: skip
     assert "no --shard run of these inputs and settings has finished" in message
     assert "shard records of other runs: shard-1-of-2.json, shard-2-of-2.json" in message
 
@@ -97,7 +100,7 @@ def test_workers_of_one_run_share_the_dir_but_not_a_shard(tmp_path) -> None:
 @pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "2", "-1/2", "\u00b2/3", "1/2/3"])
 def test_a_bad_shard_is_one_line(tmp_path, dataset, text) -> None:
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--shard", text)  # fmt: skip
+                    "--data_path", tmp_path / "data", "--layout", "static", "--shard", text)  # fmt: skip
     assert "--shard" in message and not (tmp_path / "in").exists()
 
 
@@ -132,7 +135,7 @@ def test_shard_and_merge_reruns_of_a_finished_run_leave_it_finished(tmp_path, da
                                          tmp_path / "out", "--torchscript_path", traced_path)),
                          ("wav2vec2_preprocess.py", ("--input", dataset[0], "--batch_size", 1, "--output",
                                                      tmp_path / "in", "--data_path", tmp_path / "data",
-                                                     "--long_audio", "chunk"))):  # fmt: skip
+                                                     *LAYOUT))):  # fmt: skip
         assert "--overwrite means nothing there" in fails(script, *args, "--merge", "--overwrite")
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
@@ -163,7 +166,7 @@ def test_a_worker_that_splits_a_running_run_otherwise_is_refused_when_it_starts(
 
     before = written()
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--long_audio", "chunk", "--shard", "2/3")  # fmt: skip
+                    "--data_path", tmp_path / "data", *LAYOUT, "--shard", "2/3")  # fmt: skip
     assert "being written by 2 shard workers of this run" in message and "--shard 2/3" in message
     assert "--shard 1/2" in message  # the first worker's command, as it was started
     assert written() == before
@@ -184,6 +187,6 @@ def test_a_shard_that_runs_no_bin_again_keeps_its_figures(tmp_path, dataset, tra
 
 def test_a_refused_merge_writes_nothing(tmp_path, dataset) -> None:
     message = fails("wav2vec2_preprocess.py", "--input", dataset[0], "--batch_size", 1, "--output", tmp_path / "in",
-                    "--data_path", tmp_path / "data", "--merge")  # fmt: skip
+                    "--data_path", tmp_path / "data", "--layout", "static", "--merge")  # fmt: skip
     assert "no --shard run of these inputs and settings has finished" in message
     assert not (tmp_path / "in").exists() and not (tmp_path / "data").exists()

@@ -51,9 +51,12 @@ class PreprocessOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
-        bin_bytes = self.batch_size * max(self.layout.windows) * 4
-        check_fits(2 * bin_bytes, f"a bin of {self.batch_size} x {max(self.layout.windows)} float32",
-                   "Use a smaller --batch_size or shorter windows.")  # fmt: skip
+        layout, window = self.layout, max(self.layout.windows)
+        largest = min(self.batch_size * window, layout.bin_samples or self.batch_size * window)
+        sized_by = "--bin_samples" if largest == layout.bin_samples else "--batch_size"
+        check_fits(max(2 * 4 * largest, layout.geometry.least_bytes(1, largest)),
+                   f"a bin of up to {largest} samples ({sized_by}), run through the model,",
+                   f"Use a smaller {sized_by}.")  # fmt: skip
 
 
 def outcomes(plan: Plan) -> dict[str, str]:

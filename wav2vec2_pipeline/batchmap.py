@@ -27,11 +27,13 @@ its start only, split into windows, or no row at all (too short for one frame: t
 class MapBin:
     name: str
     samples: int
-    """Row length: the input bin is batch_size x samples float32."""
+    """Row length: the input bin is height x samples float32."""
     sha256: str
     """Of the input bin's bytes: logits computed from any other bin are refused."""
     rows: list[Row]
     """In row order; pad rows are not listed. A chunked utterance has one row per window, in window order."""
+    height: int
+    """Rows the bin holds: batch_size for static shapes (pad rows after `rows`), else len(rows)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class UtteranceEntry:
 
 @dataclass(frozen=True)
 class BatchMap:
-    FORMAT: ClassVar[str] = "wav2vec2-pipeline/batch-map/3"
+    FORMAT: ClassVar[str] = "wav2vec2-pipeline/batch-map/4"
     PRODUCED_BY: ClassVar[str] = "wav2vec2_preprocess.py"
 
     run_key: str
@@ -102,8 +104,8 @@ class BatchMap:
         names = [b.name for b in self.bins]
         if len(set(names)) != len(names):
             problems.append("a bin is listed twice")
-        if any(len(b.rows) > self.batch_size for b in self.bins):
-            problems.append(f"a bin lists more than {self.batch_size} rows")
+        if any(not len(b.rows) <= b.height <= self.batch_size for b in self.bins):
+            problems.append(f"a bin lists more rows than it holds, or holds more than {self.batch_size}")
         in_rows = {row.utt_id for b in self.bins for row in b.rows}
         if in_rows != set(self.with_rows):
             problems.append("the utterances in rows differ from those whose outcome has rows")

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from wav2vec2_pipeline.backends import Backend
 
 
-def make_batch(bin_: Bin, batch_size: int, normalized_audio: Callable[[str], np.ndarray]) -> np.ndarray:
-    """One bin's rows, each a window of its utterance's normalised audio, zero-padded; missing rows stay zero."""
-    rows = np.zeros((batch_size, bin_.samples), dtype=np.float32)
+def make_batch(bin_: Bin, normalized_audio: Callable[[str], np.ndarray]) -> np.ndarray:
+    """One bin's rows, each a window of its utterance's normalised audio, zero-padded; pad rows stay zero."""
+    rows = np.zeros((bin_.height, bin_.samples), dtype=np.float32)
     for index, row in enumerate(bin_.rows):
         rows[index] = fit_length(normalized_audio(row.utt_id)[row.start :], bin_.samples)
     return rows

@@ -81,7 +81,7 @@ def of_plan(bins: Sequence[Bin], batch_size: int, normalized: Callable[[str], np
     and the same key (the sha256 of the input bins preprocess would write), so the quantised model is the one
     compile.py would make."""
     picked = pick_bins(bins, batch_size)
-    batches = [np.ascontiguousarray(make_batch(b, batch_size, normalized), DTYPE) for b in picked]
+    batches = [np.ascontiguousarray(make_batch(b, normalized), DTYPE) for b in picked]
     taken = [(bytes_sha256(batch.tobytes()), rows_taken(len(b.rows), len(picked)))
              for b, batch in zip(picked, batches, strict=True)]  # fmt: skip
     return of_batches(taken, lambda: batches)

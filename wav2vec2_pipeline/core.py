@@ -50,7 +50,7 @@ def transcribe(
 
     def rows() -> Iterator[tuple[str, tuple[int, int], np.ndarray]]:
         for bin_ in plan.bins:
-            logits = run_batch(backend, make_batch(bin_, batch_size, normalized), len(bin_.rows))
+            logits = run_batch(backend, make_batch(bin_, normalized), len(bin_.rows))
             for index, row in enumerate(bin_.rows):
                 yield row.utt_id, row.keep, logits[index]
 

@@ -102,9 +102,8 @@ class ModelActor:
     """One per actor: the model loaded once, then calls of a few bins each, each bin read from its path (from
     input bins) or given as bytes (decoded from audio). What comes back is keyed by bin name."""
 
-    def __init__(self, backend: "Backend", torchscript_path: str, batch_size: int) -> None:
+    def __init__(self, backend: "Backend", torchscript_path: str) -> None:
         self.backend = backend
-        self.batch_size = batch_size
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         backend.load(Path(torchscript_path))
 
@@ -116,7 +115,7 @@ class ModelActor:
         out: dict[str, list] = {"name": [], "logits": [], "frames": [], "tokens": [], "input_sha256": [],
                                 "actor": [], "busy_s": [], "started": []}  # fmt: skip
         for index, name in enumerate(batch["name"]):
-            shape = (self.batch_size, int(batch["samples"][index]))
+            shape = (int(batch["height"][index]), int(batch["samples"][index]))
             if "data" in batch:
                 data = bytearray(batch["data"][index])
             else:
@@ -135,20 +134,21 @@ class ModelActor:
 
 
 def decode_bins(
-    batch: dict[str, np.ndarray], *, batch_size: int, model_dir: str | None, conversion: "Conversion"
+    batch: dict[str, np.ndarray], *, model_dir: str | None, conversion: "Conversion"
 ) -> dict[str, np.ndarray]:
     """A Ray task: each bin's rows decoded and normalised from its audio files, as preprocess would write it."""
     data = []
-    for rows_json, audio_json, samples in zip(batch["rows"], batch["audio"], batch["samples"], strict=True):
+    for rows_json, audio_json, samples, height in zip(batch["rows"], batch["audio"], batch["samples"], batch["height"],
+                                                      strict=True):
         rows = [Row(utt_id, start, (first, last)) for utt_id, start, first, last in json.loads(rows_json)]
         audio = json.loads(audio_json)
         normalized = audio_loader({u: Utterance(u, Path(path), None) for u, (path, _) in audio.items()},
                                 {u: length for u, (_, length) in audio.items()},
                                 Path(model_dir) if model_dir else None, conversion)  # fmt: skip
-        batch_rows = make_batch(Bin(int(samples), rows), batch_size, normalized)
+        batch_rows = make_batch(Bin(int(samples), rows, int(height)), normalized)
         data.append(np.ascontiguousarray(batch_rows, DTYPE).tobytes())
-    return {"name": batch["name"], "samples": batch["samples"], "rows_used": batch["rows_used"],
-            "data": np.array(data, dtype=object)}  # fmt: skip
+    return {"name": batch["name"], "samples": batch["samples"], "height": batch["height"],
+            "rows_used": batch["rows_used"], "data": np.array(data, dtype=object)}  # fmt: skip
 
 
 @dataclass
@@ -168,7 +168,6 @@ class RayRunner:
     cluster: ClusterOptions
     torchscript_path: Path
     backend: "Backend"
-    batch_size: int
     input_dir: Path | None = None
     """Input bins are read from here; None: from audio, `items` describe each bin's rows and audio."""
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -196,7 +195,7 @@ class RayRunner:
             rows = [{"name": b.name, **self.items[b.name]} for b in bins]
         else:
             rows = [{"name": b.name, "path": str(self.input_dir / b.name), "samples": b.shape[1],
-                     "rows_used": b.rows_used} for b in bins]  # fmt: skip
+                     "height": b.shape[0], "rows_used": b.rows_used} for b in bins]  # fmt: skip
         per_task = min(self.cluster.bins_per_task, math.ceil(len(rows) / self.cluster.actors))  # every actor busy
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
         accelerators = {"num_gpus": self.cluster.gpus_per_actor} if self.cluster.gpus_per_actor else {}
@@ -209,7 +208,7 @@ class RayRunner:
                                               num_cpus=1, max_retries=TASK_RETRIES)  # fmt: skip
             return dataset.map_batches(
                 self.actor, batch_size=per_task, compute=ray.data.ActorPoolStrategy(size=self.cluster.actors),
-                fn_constructor_kwargs={"backend": self.backend, "batch_size": self.batch_size,
+                fn_constructor_kwargs={"backend": self.backend,
                                        "torchscript_path": str(self.torchscript_path.absolute())},
                 num_cpus=self.cluster.cpus_per_actor, max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES,
                 **accelerators,
@@ -227,7 +226,7 @@ class RayRunner:
                         self.started_s = time.perf_counter() - start
                     for index, name in enumerate(batch["name"]):
                         source = by_name[str(name)]
-                        shape = (self.batch_size, int(batch["frames"][index]), int(batch["tokens"][index]))
+                        shape = (source.shape[0], int(batch["frames"][index]), int(batch["tokens"][index]))
                         logits = as_array(bytearray(batch["logits"][index]), shape)
                         figures = self.actors.setdefault(str(batch["actor"][index]), ActorFigures())
                         figures.bins += 1
@@ -272,7 +271,7 @@ def run_bins(
     name, device = actor_device(backend_name, cluster, device)
     options = CompileOptions(batch_size=batch_size, backend=name, max_samples=max_samples, device=device)
     run = plan_compile(input_dir, output_dir, torchscript_path, options)
-    ray_runner = RayRunner(cluster, torchscript_path, run.backend, options.batch_size, input_dir=input_dir, **runner)
+    ray_runner = RayRunner(cluster, torchscript_path, run.backend, input_dir=input_dir, **runner)
     return compile_bins(run, options, command, runner=ray_runner), ray_runner
 
 
@@ -332,7 +331,7 @@ def run_audio(
     backend = create_backend(name, device, speech)
     plan = LogitsPlan(model, backend.name, backend.key_options(), backend.static_shapes, inputs.run_key,
                       options.batch_size, None)  # fmt: skip
-    ray_runner = RayRunner(cluster, torchscript_path, backend, options.batch_size, **runner)
+    ray_runner = RayRunner(cluster, torchscript_path, backend, **runner)
     if up_to_date(run_dir, data_path, options.batch_size, inputs.run_key, inputs.truth_sha, inputs.audio_paths,
                   manifest_key=plan.run_key):  # fmt: skip
         run_dir.cache.save()
@@ -347,17 +346,16 @@ def run_audio(
     sources: dict[str, BinRecord] = {}
     for (bin_name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):
         earlier = input_record(output_dir, bin_name, in_key)
-        sources[bin_name] = BinRecord(bin_name, [options.batch_size, bin_.samples], earlier.sha256 if earlier else "",
+        sources[bin_name] = BinRecord(bin_name, [bin_.height, bin_.samples], earlier.sha256 if earlier else "",
                                       in_key, len(bin_.rows), bin_speech(bin_, options.layout))  # fmt: skip
         ray_runner.items[bin_name] = {
-            "samples": bin_.samples, "rows_used": len(bin_.rows),
+            "samples": bin_.samples, "height": bin_.height, "rows_used": len(bin_.rows),
             "rows": json.dumps([[r.utt_id, r.start, *r.keep] for r in bin_.rows]),
             "audio": json.dumps({r.utt_id: [str(by_id[r.utt_id].audio_path.absolute()), bins.lengths[r.utt_id]]
                                  for r in bin_.rows}),
         }  # fmt: skip
     model_dir = str(options.model_dir.absolute()) if options.model_dir else None  # workers start elsewhere
-    ray_runner.decode_args = {"batch_size": options.batch_size, "conversion": options.conversion,
-                              "model_dir": model_dir}  # fmt: skip
+    ray_runner.decode_args = {"conversion": options.conversion, "model_dir": model_dir}
 
     def made_input(made: BinRecord) -> None:  # before the logits that depend on it
         records.save(output_dir / INPUTS_DIR / f"{made.name}.json", made)
@@ -370,7 +368,7 @@ def run_audio(
         make = logits_maker(run_dir, plan, sources, ray_runner, tally, made_input)
         done = complete(run_dir, keys, make, overwrite=False, desc=f"{backend.name} bs{options.batch_size}")
         stage = tally.stage(len(done), SAMPLE_RATE)
-        map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows)
+        map_bins = [MapBin(name, b.samples, sources[name].sha256, b.rows, b.height)
                     for name, b in zip(bins.keys, bins.plan.bins, strict=True)]  # fmt: skip
         batch_map, map_file, truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
         if previous is not None and previous.run_key == plan.run_key:

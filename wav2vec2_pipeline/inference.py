@@ -180,10 +180,9 @@ def plan_compile(input_dir: Path, output_dir: Path, torchscript_path: Path, opti
     check_paths(input_dir, output_dir)
     inputs = find_input_bins(input_dir, options.batch_size, options.max_samples)
     model = traced_model(torchscript_path)
-    longest = max(record.shape[1] for record in inputs.bins)
-    check_fits(model.geometry.least_bytes(options.batch_size, longest),
-               f"a batch of {options.batch_size} x {longest} samples",
-               "Preprocess with a smaller --batch_size.")  # fmt: skip
+    rows, samples = max(((r.rows_used or r.shape[0], r.shape[1]) for r in inputs.bins), key=lambda s: s[0] * s[1])
+    check_fits(model.geometry.least_bytes(rows, samples), f"a batch of {rows} x {samples} samples",
+               "Preprocess with a smaller --batch_size (or --bin_samples).")  # fmt: skip
     backend = create_backend(options.backend, options.device,
                              lambda: calibration.of_input_bins(input_dir, inputs.bins, inputs.batch_size))  # fmt: skip
     shapes = {tuple(b.shape) for b in inputs.bins}

@@ -6,10 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wav2vec2_pipeline.errors import PipelineError
-from wav2vec2_pipeline.model import MAX_SAMPLES
+from wav2vec2_pipeline.errors import PipelineError, require
+from wav2vec2_pipeline.model import MAX_SAMPLES, Geometry
 from wav2vec2_pipeline.options import build, option
-from wav2vec2_pipeline.planning import DEFAULT_BUCKET_SAMPLES, LONG_AUDIO_MODES, SKIP
+from wav2vec2_pipeline.planning import (
+    BUCKET_LAYOUT,
+    CHUNK,
+    DEFAULT_BIN_SAMPLES,
+    DEFAULT_BUCKET_SAMPLES,
+    LAYOUTS,
+    LONG_AUDIO_MODES,
+    LONG_WINDOW,
+    SKIP,
+    STATIC_LAYOUT,
+    WHOLE_LAYOUT,
+    Layout,
+)
 
 if TYPE_CHECKING:
     from wav2vec2_pipeline.audioplan import PreprocessOptions
@@ -38,27 +50,57 @@ class LayoutFlags:
 
     resample: bool = option(False, "bring any sample rate to 16 kHz (soxr, high quality)")
     downmix: bool = option(False, "average the channels of multi-channel audio")
-    max_samples: int = option(MAX_SAMPLES, "static input length")
-    long_audio: str = option(SKIP, "utterances longer than the window: skip them (the reference), cut them, or "
-                                   "chunk them into overlapping windows (loses nothing; recommended)",
-                             choices=LONG_AUDIO_MODES)  # fmt: skip
+    layout: str = option(WHOLE_LAYOUT, "how utterances become rows: whole (each utterance in one row up to "
+                                       "--max_samples, bins sorted by length and sized by --bin_samples; for "
+                                       "backends that take any shape), bucket (a few static lengths, "
+                                       "--bucket_samples: for aie), static (one static window, --max_samples: the "
+                                       "Ascend guide's layout)", choices=LAYOUTS)  # fmt: skip
+    max_samples: int | None = option(None, "longest row: whole: longer recordings are chunked (default "
+                                           f"{LONG_WINDOW}, 35 s); static: the window (default {MAX_SAMPLES}, "
+                                           "6.25 s, the Ascend guide's)", type=int)  # fmt: skip
+    long_audio: str | None = option(None, "utterances longer than the longest row: skip them, cut them, or chunk "
+                                          "them into overlapping windows (loses nothing). Default: chunk; with "
+                                          "--layout static, skip (the Ascend guide's)",
+                                    choices=LONG_AUDIO_MODES)  # fmt: skip
     stride_frames: int | None = option(None, "chunk only: context frames dropped on each side of a window "
                                              "(default: a sixth of the window)", type=int)
-    bucket: bool = option(False, "sort utterances by length into bins of a few static lengths (--bucket_samples) "
-                                 "instead of one")
-    exact: bool = option(False, "sort utterances by length and make each bin's rows as long as its longest "
-                                "utterance (the least padding; for backends that take any shape, not aie); longer "
-                                "than --max_samples: --long_audio")
-    bucket_samples: str | None = option(None, "with --bucket: comma-separated row lengths in samples (default: "
+    bin_samples: int | None = option(None, "whole only: at most this many samples in a bin, rows x row length "
+                                           f"(default {DEFAULT_BIN_SAMPLES}, 100 s of audio, or one row of "
+                                           "--max_samples), so a bin of long rows holds fewer than --batch_size; "
+                                           "checked against memory before any work", type=int)  # fmt: skip
+    bucket_samples: str | None = option(None, "bucket only: comma-separated row lengths in samples (default: "
                                               "3, 5, 7, 10, 14, 20, 35 s)", type=str)
     pytorch_model_dir: Path | None = option(None, "take the feature-extractor settings and conv strides from this "
                                                   "model dir (default: base-960h's)", type=Path)
 
     def __post_init__(self) -> None:
-        if self.bucket_samples is not None and not self.bucket:
-            raise PipelineError("--bucket_samples means nothing without --bucket; pass both")
-        if self.stride_frames is not None and self.long_audio != "chunk":
-            raise PipelineError("--stride_frames means nothing without --long_audio chunk; pass both")
+        require((
+            (self.bucket_samples is None or self.layout == BUCKET_LAYOUT,
+             "--bucket_samples sets the lengths of --layout bucket; pass both"),
+            (self.max_samples is None or self.layout != BUCKET_LAYOUT,
+             "--layout bucket takes its row lengths from --bucket_samples, not --max_samples"),
+            (self.bin_samples is None or self.layout == WHOLE_LAYOUT,
+             "--bin_samples sizes the bins of --layout whole; the other layouts hold --batch_size rows"),
+            (self.stride_frames is None or self.chunks, "--stride_frames means nothing without --long_audio "
+                                                        "chunk; pass both"),
+        ))  # fmt: skip
+
+    @property
+    def chunks(self) -> bool:
+        return (self.long_audio or (SKIP if self.layout == STATIC_LAYOUT else CHUNK)) == CHUNK
+
+    def layout_of(self, geometry: Geometry) -> Layout:
+        """The row layout these flags ask for, each default taken from the layout."""
+        whole = self.layout == WHOLE_LAYOUT
+        buckets = self.bucket_samples or ",".join(map(str, DEFAULT_BUCKET_SAMPLES))
+        window = self.max_samples if self.max_samples is not None else LONG_WINDOW if whole else MAX_SAMPLES
+        windows = sample_list(buckets) if self.layout == BUCKET_LAYOUT else (window,)
+        if len(set(windows)) != len(windows):
+            raise PipelineError(f"--bucket_samples {buckets}: a length is listed twice")
+        budget = self.bin_samples if self.bin_samples is not None else max(DEFAULT_BIN_SAMPLES, window)
+        long_audio = CHUNK if self.chunks else self.long_audio or SKIP
+        return Layout(windows, long_audio, self.stride_frames, geometry, exact=whole,
+                      bin_samples=budget if whole else None)
 
 
 def preprocess_options(args: argparse.Namespace, *, overwrite: bool = False) -> "PreprocessOptions":
@@ -66,19 +108,13 @@ def preprocess_options(args: argparse.Namespace, *, overwrite: bool = False) -> 
     from wav2vec2_pipeline.audio import Conversion
     from wav2vec2_pipeline.audioplan import PreprocessOptions
     from wav2vec2_pipeline.model import VOCAB_FILE, load_geometry, load_vocab
-    from wav2vec2_pipeline.planning import Layout
 
     flags = build(LayoutFlags, args)
-    buckets = flags.bucket_samples or ",".join(map(str, DEFAULT_BUCKET_SAMPLES))
-    windows = sample_list(buckets) if flags.bucket else (flags.max_samples,)
-    if len(set(windows)) != len(windows):
-        raise PipelineError(f"--bucket_samples {buckets}: a length is listed twice")
     geometry = load_geometry(flags.pytorch_model_dir)
     model_dir = flags.pytorch_model_dir
     if model_dir is not None and (model_dir / VOCAB_FILE).is_file():
         load_vocab(model_dir, geometry)  # a model dir that contradicts itself is refused here already
-    layout = Layout(windows, flags.long_audio, flags.stride_frames, geometry, exact=flags.exact)
     return PreprocessOptions(
-        batch_size=args.batch_size, layout=layout, model_dir=model_dir,
+        batch_size=args.batch_size, layout=flags.layout_of(geometry), model_dir=model_dir,
         conversion=Conversion(flags.resample, flags.downmix), overwrite=overwrite,
     )  # fmt: skip

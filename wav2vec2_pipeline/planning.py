@@ -14,6 +14,14 @@ from wav2vec2_pipeline.model import Geometry
 
 SKIP, CUT, CHUNK = "skip", "cut", "chunk"
 LONG_AUDIO_MODES = (SKIP, CUT, CHUNK)
+WHOLE_LAYOUT, BUCKET_LAYOUT, STATIC_LAYOUT = "whole", "bucket", "static"
+LAYOUTS = (WHOLE_LAYOUT, BUCKET_LAYOUT, STATIC_LAYOUT)
+LONG_WINDOW = 560_000
+"""35 s: whole utterances up to this length (test-clean's longest is 34.96 s; base-960h was fine-tuned on whole
+LibriSpeech utterances up to 35 s); longer recordings are chunked into windows of this length."""
+DEFAULT_BIN_SAMPLES = 1_600_000
+"""Samples in a bin of the whole layout (rows x row length): 100 s of audio, as much as the Ascend guide's bins
+of 16 x 100000, so a bin of 35 s rows holds 2 rows, not --batch_size, and memory stays that of a 16 x 6.25 s bin."""
 DEFAULT_BUCKET_SAMPLES = (48_000, 80_000, 112_000, 160_000, 224_000, 320_000, 560_000)
 """3, 5, 7, 10, 14, 20 and 35 s: each about 1.4 times the last, so a row is on average about 20% padding
 over LibriSpeech test-clean (benchmarks/padding_waste.py); every utterance there (at most 34.96 s) fits."""
@@ -32,10 +40,20 @@ class Layout:
     exact: bool = False
     """Utterances sorted by length, each bin's rows as long as its longest (no fixed lengths): the least
     padding, for backends that take any shape. One window, the longest row; longer utterances per long_audio."""
+    bin_samples: int | None = None
+    """exact only: at most this many samples in a bin (rows x row length), so a bin of long rows holds fewer
+    rows; None: --batch_size rows whatever their length."""
 
     def __post_init__(self) -> None:
         if self.exact and len(self.windows) > 1:
-            raise PipelineError("--exact and --bucket are two row layouts: choose one")
+            raise PipelineError("whole utterances and length buckets are two row layouts: choose one")
+        if self.bin_samples is not None and not self.exact:
+            raise PipelineError("--bin_samples sizes the bins of --layout whole only; leave it out here")
+        if self.bin_samples is not None and self.bin_samples < max(self.windows, default=0):
+            raise PipelineError(
+                f"--bin_samples {self.bin_samples} is less than one row of {max(self.windows)} samples "
+                "(--max_samples): a bin must hold its longest row"
+            )
         if self.long_audio not in LONG_AUDIO_MODES:
             raise PipelineError(f"--long_audio {self.long_audio!r}: choose one of {', '.join(LONG_AUDIO_MODES)}")
         if not self.windows:
@@ -76,8 +94,11 @@ class Row:
 @dataclass(frozen=True)
 class Bin:
     samples: int
-    """Row length: the bin is batch_size x samples float32."""
+    """Row length: the bin is height x samples float32."""
     rows: list[Row]
+    height: int
+    """Rows the bin holds: --batch_size for static shapes (the rows past `rows` are zero padding), else as many
+    as it has."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +168,9 @@ def bucket_of(num_samples: int, buckets: tuple[int, ...]) -> int:
 
 def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
     """All bins. One window: utterances in id order, as the reference does. Several (buckets): each
-    utterance in the shortest bucket that holds it, sorted by length, so rows carry little padding. Exact:
-    sorted by length, each bin as long as its longest row."""
+    utterance in the shortest bucket that holds it, sorted by length, so rows carry little padding. Exact
+    (whole utterances): sorted by length, each bin as long as its longest row and holding as many rows as
+    `layout.bin_samples` allows, up to `batch_size`."""
     if batch_size < 1:
         raise PipelineError(f"--batch_size must be at least 1, got {batch_size}")
     windows, mode = layout.windows, layout.long_audio
@@ -162,11 +184,12 @@ def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
             if bucket_of(lengths[utt_id], windows) == window
             for row in window_rows(utt_id, lengths[utt_id], window, layout)
         ]
-        groups = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
         if layout.exact:  # each bin as long as its longest row: a chunk window, or a whole utterance
-            bins += [Bin(max(min(window, lengths[r.utt_id] - r.start) for r in group), group) for group in groups]
+            row_samples = [min(window, lengths[r.utt_id] - r.start) for r in rows]
+            bins += [Bin(samples, group, len(group)) for samples, group in
+                     _fill_bins(rows, row_samples, batch_size, layout.bin_samples)]  # fmt: skip
         else:
-            bins += [Bin(window, group) for group in groups]
+            bins += [Bin(window, rows[i : i + batch_size], batch_size) for i in range(0, len(rows), batch_size)]
     longest = max(windows)
     too_long = [utt_id for utt_id in sorted(lengths) if lengths[utt_id] > longest]
     return Plan(
@@ -176,6 +199,24 @@ def plan_bins(lengths: dict[str, int], batch_size: int, layout: Layout) -> Plan:
         chunked=too_long if mode == CHUNK else [],
         empty=[utt_id for utt_id in sorted(lengths) if layout.geometry.num_frames(lengths[utt_id]) == 0],
     )
+
+
+def _fill_bins(
+    rows: list[Row], row_samples: list[int], batch_size: int, budget: int | None
+) -> Iterator[tuple[int, list[Row]]]:
+    """Rows in order into bins of at most `batch_size` rows and at most `budget` samples (rows x the longest
+    row), each with its length: rows sorted by length fill each bin as far as both allow."""
+    group: list[Row] = []
+    longest = 0
+    for row, samples in zip(rows, row_samples, strict=True):
+        grown = max(longest, samples)
+        if group and (len(group) == batch_size or (budget is not None and (len(group) + 1) * grown > budget)):
+            yield longest, group
+            group, grown = [], samples
+        group.append(row)
+        longest = grown
+    if group:
+        yield longest, group
 
 
 @dataclass(frozen=True)
@@ -202,8 +243,8 @@ class PlanCost:
         return self.lost_samples / self.speech_samples
 
 
-def plan_cost(plan: Plan, lengths: dict[str, int], batch_size: int) -> PlanCost:
-    computed = sum(batch_size * b.samples for b in plan.bins)
+def plan_cost(plan: Plan, lengths: dict[str, int]) -> PlanCost:
+    computed = sum(b.height * b.samples for b in plan.bins)
     in_rows = sum(min(b.samples, lengths[r.utt_id] - r.start) for b in plan.bins for r in b.rows)
     speech = sum(lengths.values())
     longest = max(b.samples for b in plan.bins) if plan.bins else 0

@@ -176,14 +176,14 @@ def check_logits(
                 f"{output_dir / map_bin.name} was computed from another input bin than the batch map's "
                 f"{map_bin.name} (renamed, or copied from another run): {redo}"
             )
-        key = logits_key(manifest.model_sha256, map_bin.sha256, [manifest.batch_size, map_bin.samples],
+        key = logits_key(manifest.model_sha256, map_bin.sha256, [map_bin.height, map_bin.samples],
                          manifest.backend, manifest.backend_options)  # fmt: skip
         if record.key != key:
             raise PipelineError(
                 f"{output_dir / map_bin.name} was not computed by the model and backend its manifest names from the "
                 f"map's {map_bin.name} (bins of two runs in one dir?): {redo}"
             )
-        expected = [batch_map.batch_size, geometry.num_frames(map_bin.samples), len(vocab)]
+        expected = [map_bin.height, geometry.num_frames(map_bin.samples), len(vocab)]
         if record.shape != expected:
             raise PipelineError(
                 f"{output_dir / map_bin.name}: compile.py wrote it as {shape_text(record.shape)}; the batch map, "

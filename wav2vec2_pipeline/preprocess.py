@@ -66,7 +66,7 @@ def _bin_writer(
     def make(names: list[str]) -> Iterator[BinRecord]:
         for name in names:
             bin_ = by_name[name]
-            batch = make_batch(bin_, options.batch_size, loader)
+            batch = make_batch(bin_, loader)
             yield run_dir.put(name, batch, key=bins.keys[name], rows_used=len(bin_.rows),
                               speech_samples=bin_speech(bin_, options.layout))  # fmt: skip
 
@@ -77,7 +77,8 @@ def _finish(
     run_dir: RunDir, data_path: Path, inputs: Inputs, bins: BinPlan, done: list[BinRecord], options: PreprocessOptions
 ) -> tuple[BatchMap, Path, Path]:
     """The ground truth and the batch map, then the manifest: the one sign that the run finished."""
-    map_bins = [MapBin(r.name, b.samples, r.sha256, b.rows) for r, b in zip(done, bins.plan.bins, strict=True)]
+    map_bins = [MapBin(r.name, b.samples, r.sha256, b.rows, b.height)
+                for r, b in zip(done, bins.plan.bins, strict=True)]  # fmt: skip
     batch_map, map_file, ground_truth_file = write_map_and_truth(data_path, inputs, bins, map_bins, options)
     run_dir.finish(InputManifest(run_key=inputs.run_key, batch_size=options.batch_size, bins=done,
                                  map_digest=batch_map.layout_digest))  # fmt: skip

@@ -1,22 +1,25 @@
 """compile.py end to end on each CPU backend against eager HF fp32 running each utterance alone, in one run.
 
-    python3 -m benchmarks.end_to_end [--bins 5 --rounds 3 --backends auto onnxruntime ...]
+    python3 -m benchmarks.end_to_end [--bins 20 --rounds 3 --backends auto openvino ...]
+    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python3 -m benchmarks.end_to_end   # a lower CPU class
 
 Base-960h's architecture size with random weights (speed only: CER of each path is the accuracy benchmark's),
-on noise of real test-clean lengths (the utterances of a few bins spread over the plan of all of test-clean,
-from ../shared/data/librispeech-meta, so each bin is as tightly packed as in a full run) written as a
-LibriSpeech split of FLAC files. The pipeline side is the README's
-full run: wav2vec2_preprocess.py with its recommended options (`--long_audio chunk --exact`, batch size 8) once,
-then `compile.py --overwrite` per backend and round, a process each as a user runs it. Its figure is the stage's
+on noise of real test-clean lengths (the utterances of bins spread over the plan of all of test-clean, from
+../shared/data/librispeech-meta, so each bin is as tightly packed as in a full run) written as a LibriSpeech
+split of FLAC files. The pipeline side is the README's full run: wav2vec2_preprocess.py with its defaults
+(whole utterances, batch size 8) once, then `compile.py --overwrite` per backend and round, a process each as a
+user runs it. By default every CPU backend that runs here is timed (ONNX Runtime's not under an
+ONEDNN_MAX_CPU_ISA cap, which it does not honour). Its figure is the stage's
 wall time from the logits manifest (every bin read, run and written; model loading, one-time conversions and
 the timed runs left out, each reported apart). The eager side is what a user writes instead: read each FLAC,
 normalise it with the feature extractor, `model(x).logits` alone (no padding: eager's best case on a CPU), in
 this process. Rounds alternate between the sides, so a slow spell of this shared machine hits all alike;
-figures are medians with the range over rounds. Writes benchmarks/results/end_to_end.md.
+figures are medians with the range over rounds. Writes benchmarks/results/end_to_end-<CPU class>.md.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,24 +34,27 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
 from benchmarks.padding_waste import DURATIONS, read_lengths
 from benchmarks.random_base_model import save_random_base_model
-from benchmarks.report import save_table
+from benchmarks.report import class_name, save_table
 from wav2vec2_pipeline.audio import normalize
 from wav2vec2_pipeline.backends import resolve
-from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
-from wav2vec2_pipeline.planning import CHUNK, Layout, plan_bins
+from wav2vec2_pipeline.device import ISA_CAP
+from wav2vec2_pipeline.model import SAMPLE_RATE
+from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BIN_SAMPLES, LONG_WINDOW, Layout, plan_bins
+from wav2vec2_pipeline.registry import BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 EAGER = "eager HF fp32, each utterance alone"
 BATCH_SIZE = 8
-RECOMMENDED = ("--long_audio", "chunk", "--exact")
-"""The README full run's preprocess options."""
+CANDIDATES = ("openvino", "openvino-bf16", "openvino-int8", "onnxruntime-int8")
+"""The paths `auto` chooses among on a CPU; onnxruntime fp32 and torchscript (slower than openvino fp32 on every CPU
+measured) run with --backends."""
 
 
 def bins_of_a_full_run(lengths: dict[str, int], count: int) -> dict[str, int]:
-    """The utterances of `count` bins spread evenly over the plan preprocess makes of all of test-clean with
-    the recommended options: rows as alike in length as the full run's, so its padding is the full run's."""
-    layout = Layout((MAX_SAMPLES,), CHUNK, exact=True)
+    """The utterances of `count` bins spread evenly over the plan preprocess makes of all of test-clean with its
+    defaults: rows as alike in length as the full run's, so its padding is the full run's."""
+    layout = Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
     bins = plan_bins(lengths, BATCH_SIZE, layout).bins
     picked = [bins[round(i)] for i in np.linspace(0, len(bins) - 1, count)]
     return {row.utt_id: lengths[row.utt_id] for bin_ in picked for row in bin_.rows}
@@ -93,11 +99,14 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bins", type=int, default=5, help="bins of the full test-clean plan to run")
+    parser.add_argument("--bins", type=int, default=20, help="bins of the full test-clean plan to run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["auto", "onnxruntime", "openvino", "openvino-bf16"])
+    parser.add_argument("--backends", nargs="+", help="default: each of `auto`'s candidates that runs here")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.backends is None:
+        runs_here = [b for b in CANDIDATES if BACKENDS.load(b).available()]
+        args.backends = [b for b in runs_here if not (os.environ.get(ISA_CAP) and "onnx" in b)]
     started = time.perf_counter()
     sample = bins_of_a_full_run(read_lengths(DURATIONS), args.bins)
     audio_s = sum(sample.values()) / SAMPLE_RATE
@@ -109,7 +118,7 @@ def main() -> None:
         model_dir = save_random_base_model(work / "model")
         script("wav2vec2_pth2ts.py", "--pytorch_model_dir", model_dir, "--output", work / "traced.pth")
         preprocess_s = script("wav2vec2_preprocess.py", "--input", split, "--batch_size", BATCH_SIZE,
-                              "--output", work / "in", "--data_path", work / "data", *RECOMMENDED)  # fmt: skip
+                              "--output", work / "in", "--data_path", work / "data")  # fmt: skip
 
         def compile_(backend: str) -> tuple[float, float]:
             """(whole process, stage) seconds of one compile.py run."""
@@ -134,9 +143,11 @@ def main() -> None:
             print(f"round {round_index + 1}/{args.rounds} done", flush=True)
     eager = seconds[EAGER]
     lines = [
-        f"{len(sample)} utterances of test-clean lengths ({audio_s:.1f} s of audio, noise), base-size model (random "
-        f"weights), batch size {BATCH_SIZE}, {torch.get_num_threads()} threads, {args.rounds} rounds; preprocess "
-        f"(once, `--long_audio chunk --exact`): {preprocess_s:.1f} s. `auto` here is {resolve('auto')}.",
+        f"{len(sample)} utterances of test-clean lengths ({audio_s:.1f} s of audio, noise, in {args.bins} bins), "
+        f"base-size model (random weights), batch size {BATCH_SIZE}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds; preprocess (once, the README's defaults: whole utterances): {preprocess_s:.1f} s. "
+        f"`auto` here is {resolve('auto')}. Eager's environment: {ISA_CAP}={os.environ.get(ISA_CAP, '(unset)')}, "
+        f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '(unset)')}.",
         "",
         "| path | audio s per wall s, median (range) | x eager, median (range) | x eager, preprocess included | "
         "compile.py process s | first run s |",
@@ -147,12 +158,13 @@ def main() -> None:
         ratios = [e / s for e, s in zip(eager, seconds[backend], strict=True)]  # same round: side by side
         with_preprocess = [e / (s + preprocess_s) for e, s in zip(eager, seconds[backend], strict=True)]
         lines.append(
-            f"| compile.py --backend {backend} | {spread([audio_s / s for s in seconds[backend]])} | "
+            f"| compile.py --backend {backend}{' (`auto` here)' if backend == resolve('auto') else ''} | "
+            f"{spread([audio_s / s for s in seconds[backend]])} | "
             f"{spread(ratios)} | {spread(with_preprocess)} | {statistics.median(whole[backend]):.1f} | "
             f"{one_time[backend]:.1f} |"
         )
     lines += ["", f"Whole benchmark: {time.perf_counter() - started:.0f} s."]
-    save_table(lines, args.output, "end_to_end.md")
+    save_table(lines, args.output, f"end_to_end-{class_name()}.md")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Where a benchmark's table goes: printed, and written under its results dir with the machine it ran on."""
 
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+
+from wav2vec2_pipeline.device import ISA_CAP, capped, cpu_class, cpu_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CPUINFO = Path("/proc/cpuinfo")
@@ -23,7 +26,16 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> str:
     except OSError:
         return "unknown CPU (no /proc/cpuinfo)"
     present = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CLASS_FLAGS)
-    return f"{model} ({present})"
+    cap = os.environ.get(ISA_CAP)
+    emulated = (f"; emulating class {cpu_class(capped(flags, cap))} with {ISA_CAP}={cap} (OpenVINO and torch's oneDNN "
+                f"honour it, ONNX Runtime does not)" if cap else "")  # fmt: skip
+    return f"{model} ({present}; class {cpu_class(flags)}{emulated})"
+
+
+def class_name() -> str:
+    """The CPU class the runtimes here see (this CPU's, or the one an ONEDNN_MAX_CPU_ISA cap emulates), for the
+    name of a results file kept per class."""
+    return cpu_class(cpu_flags()) + ("-emulated" if os.environ.get(ISA_CAP) else "")
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:

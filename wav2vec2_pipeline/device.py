@@ -15,6 +15,22 @@ INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 """int8 dot-product instructions: without them int8 runs on plain AVX2/AVX-512 and loses most of its speed."""
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """Native bf16 instructions: elsewhere bf16 is emulated, slower than fp32."""
+ISA_CAP = "ONEDNN_MAX_CPU_ISA"
+"""oneDNN's cap on the instructions it uses, honoured by OpenVINO's CPU plugin and torch's oneDNN kernels (not by
+ONNX Runtime's MLAS): where it is set, the CPU is taken to have only what the cap lets those runtimes use."""
+_ABOVE_CAP = {
+    "AVX2": ("avx512", "avx_vnni", "amx"),
+    "AVX2_VNNI": ("avx512", "amx"),
+    "AVX2_VNNI_2": ("avx512", "amx"),
+    "AVX512_CORE": ("avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx"),
+    "AVX512_CORE_VNNI": ("avx512_bf16", "avx512_fp16", "amx"),
+    "AVX512_CORE_BF16": ("avx512_fp16", "amx"),
+    "AVX512_CORE_FP16": ("amx",),
+    "AVX10_1_512": ("amx",),
+}
+"""Flags (by prefix) of the instructions each oneDNN cap below AMX rules out."""
+CPU_CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "avx-vnni", "avx2")
+"""The CPU classes the CPU paths are chosen and measured for, best first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,15 +59,33 @@ class DeviceOptions:
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them; elsewhere none, so no CPU-specific path is assumed."""
+    """The CPU's feature flags as Linux reports them, less those above an ONEDNN_MAX_CPU_ISA cap; elsewhere none,
+    so no CPU-specific path is assumed."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                    return capped(frozenset(line.partition(":")[2].split()), os.environ.get(ISA_CAP, ""))
     except OSError:
         pass
     return frozenset()
+
+
+def capped(flags: frozenset[str], cap: str) -> frozenset[str]:
+    """`flags` as runtimes that honour ONEDNN_MAX_CPU_ISA=`cap` see them (an unknown cap, ALL or none: all)."""
+    above = _ABOVE_CAP.get(cap.upper(), ())
+    return frozenset(flag for flag in flags if not flag.startswith(above))
+
+
+def cpu_class(flags: frozenset[str]) -> str:
+    """The class of CPU_CLASSES a CPU with `flags` belongs to: its best int8 or bf16 instructions."""
+    if "amx_int8" in flags or "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512-bf16"
+    if "avx512_vnni" in flags:
+        return "avx512-vnni"
+    return "avx-vnni" if "avx_vnni" in flags else "avx2"
 
 
 def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:

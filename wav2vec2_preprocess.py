@@ -40,11 +40,13 @@ def main() -> None:
     every = list(batch_map.utterances)
     rows = sum(len(b.rows) for b in batch_map.bins)
     with_rows = batch_map.with_rows
+    shape = (f"whole utterances sorted by length, rows of up to {layout.windows[0]} samples, at most "
+             f"{layout.bin_samples} samples a bin" if layout.exact else
+             f"{args.batch_size} x {'/'.join(map(str, layout.windows))} float32")  # fmt: skip
     print(
         f"{len(with_rows)} utterances ({batch_map.seconds(with_rows):.1f} s) in {rows} rows of "
-        f"{len(batch_map.bins)} bins of {args.batch_size} x {'/'.join(map(str, layout.windows))} float32 "
-        f"-> {args.output} ({result.bins_written} bins written, {len(batch_map.bins) - result.bins_written} "
-        "unchanged since an earlier run)"
+        f"{len(batch_map.bins)} bins ({shape}) -> {args.output} ({result.bins_written} bins written, "
+        f"{len(batch_map.bins) - result.bins_written} unchanged since an earlier run)"
     )
     total_s = batch_map.seconds(every)
     for label in ("skipped", "cut", "chunked", "empty"):

@@ -1,7 +1,7 @@
 """compile.py end to end on each CPU backend against eager HF fp32 running each utterance alone, in one run.
 
     python3 -m benchmarks.end_to_end [--bins 20 --rounds 3 --backends auto openvino ...]
-    ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python3 -m benchmarks.end_to_end   # a lower CPU class
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI python3 -m benchmarks.end_to_end   # a lower CPU class (device.ISA_CAP)
 
 Base-960h's architecture size with random weights (speed only: CER of each path is the accuracy benchmark's),
 on noise of real test-clean lengths (the utterances of bins spread over the plan of all of test-clean, from
@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=20, help="bins of the full test-clean plan to run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+", help="default: each of `auto`'s candidates that runs here")
+    parser.add_argument("--layout", nargs=argparse.REMAINDER, default=[],
+                        help="preprocess options instead of its defaults, e.g. --layout --max_samples 100000 (the "
+                             "earlier recommended layout); last, as they take the rest of the line")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.backends is None:
@@ -118,7 +121,7 @@ def main() -> None:
         model_dir = save_random_base_model(work / "model")
         script("wav2vec2_pth2ts.py", "--pytorch_model_dir", model_dir, "--output", work / "traced.pth")
         preprocess_s = script("wav2vec2_preprocess.py", "--input", split, "--batch_size", BATCH_SIZE,
-                              "--output", work / "in", "--data_path", work / "data")  # fmt: skip
+                              "--output", work / "in", "--data_path", work / "data", *args.layout)  # fmt: skip
 
         def compile_(backend: str) -> tuple[float, float]:
             """(whole process, stage) seconds of one compile.py run."""
@@ -145,7 +148,8 @@ def main() -> None:
     lines = [
         f"{len(sample)} utterances of test-clean lengths ({audio_s:.1f} s of audio, noise, in {args.bins} bins), "
         f"base-size model (random weights), batch size {BATCH_SIZE}, {torch.get_num_threads()} threads, "
-        f"{args.rounds} rounds; preprocess (once, the README's defaults: whole utterances): {preprocess_s:.1f} s. "
+        f"{args.rounds} rounds; preprocess (once, {' '.join(args.layout) or 'the defaults: whole utterances'}): "
+        f"{preprocess_s:.1f} s. "
         f"`auto` here is {resolve('auto')}. Eager's environment: {ISA_CAP}={os.environ.get(ISA_CAP, '(unset)')}, "
         f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '(unset)')}.",
         "",
@@ -164,7 +168,8 @@ def main() -> None:
             f"{one_time[backend]:.1f} |"
         )
     lines += ["", f"Whole benchmark: {time.perf_counter() - started:.0f} s."]
-    save_table(lines, args.output, f"end_to_end-{class_name()}.md")
+    layout = "-".join(arg.strip("-") for arg in args.layout)
+    save_table(lines, args.output, f"end_to_end-{class_name()}{'-' + layout if layout else ''}.md")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Padding waste and lost speech of each --long_audio / --bucket layout over real LibriSpeech lengths.
+"""Padding waste and lost speech of each --layout and --long_audio over real LibriSpeech lengths.
 
 Reads only durations (no audio): `python3 -m benchmarks.padding_waste` prints a markdown table.
 """
@@ -7,7 +7,17 @@ import argparse
 from pathlib import Path
 
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE, num_frames
-from wav2vec2_pipeline.planning import CHUNK, CUT, DEFAULT_BUCKET_SAMPLES, SKIP, Layout, plan_bins, plan_cost
+from wav2vec2_pipeline.planning import (
+    CHUNK,
+    CUT,
+    DEFAULT_BIN_SAMPLES,
+    DEFAULT_BUCKET_SAMPLES,
+    LONG_WINDOW,
+    SKIP,
+    Layout,
+    plan_bins,
+    plan_cost,
+)
 
 DURATIONS = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech-meta" / "test-clean.all.durations.tsv"
@@ -26,21 +36,19 @@ def read_lengths(path: Path) -> dict[str, int]:
 def table(lengths: dict[str, int], batch_size: int) -> str:
     stride = num_frames(MAX_SAMPLES) // 6
     layouts = [
-        (f"{SKIP} (reference)", (MAX_SAMPLES,), SKIP),
-        (CUT, (MAX_SAMPLES,), CUT),
-        (CHUNK, (MAX_SAMPLES,), CHUNK),
-        (
-            f"--bucket ({'/'.join(str(b // SAMPLE_RATE) for b in DEFAULT_BUCKET_SAMPLES)} s)",
-            DEFAULT_BUCKET_SAMPLES,
-            CHUNK,
-        ),
-    ]
+        (f"{SKIP} (reference)", Layout((MAX_SAMPLES,), SKIP, stride)),
+        (CUT, Layout((MAX_SAMPLES,), CUT, stride)),
+        (CHUNK, Layout((MAX_SAMPLES,), CHUNK, stride)),
+        (f"--bucket ({'/'.join(str(b // SAMPLE_RATE) for b in DEFAULT_BUCKET_SAMPLES)} s)",
+         Layout(DEFAULT_BUCKET_SAMPLES, CHUNK, stride)),
+        ("whole (the default)", Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)),
+    ]  # fmt: skip
     lines = [
         "| layout | utterances scored | rows | padding | overlap | speech lost |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for label, windows, mode in layouts:
-        plan = plan_bins(lengths, batch_size, Layout(windows, mode, stride))
+    for label, layout in layouts:
+        plan = plan_bins(lengths, batch_size, layout)
         cost = plan_cost(plan, lengths)
         rows = sum(len(b.rows) for b in plan.bins)
         lines.append(

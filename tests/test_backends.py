@@ -187,6 +187,17 @@ def test_bf16_on_a_cpu_without_it_names_the_flags_it_needs(monkeypatch, traced_p
         create_backend("openvino-bf16", DeviceOptions()).load(traced_path)
 
 
+SAPPHIRE_RAPIDS = frozenset({"avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"})
+
+
+@pytest.mark.parametrize(("cap", "cpu_class"), [
+    ("", "amx"), ("ALL", "amx"), ("avx512_core_amx", "amx"), ("AVX512_CORE_BF16", "avx512-bf16"),
+    ("AVX512_CORE_VNNI", "avx512-vnni"), ("AVX2_VNNI", "avx-vnni"), ("AVX512_CORE", "avx2"), ("AVX2", "avx2"),
+])  # fmt: skip
+def test_an_onednn_isa_cap_gives_the_class_the_runtimes_then_see(cap, cpu_class) -> None:
+    assert device.cpu_class(device.capped(SAPPHIRE_RAPIDS, cap)) == cpu_class
+
+
 def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
     flags = device.cpu_flags()
     if Path("/proc/cpuinfo").is_file():

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.report import CLASS_FLAGS, cpu_description, git_commit, results_header, save_table
-from tests.conftest import REPO_ROOT
+from tests.conftest import CPU_OF_CLASS, REPO_ROOT
+from wav2vec2_pipeline import device
 
 README = REPO_ROOT / "README.md"
 PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
@@ -57,19 +58,33 @@ def test_results_file_starts_with_the_cpu_commit_and_date(tmp_path) -> None:
     assert any(f"; {moment:%Y-%m-%d} " in header for moment in (before, after)) and header.endswith(" UTC")
 
 
-def test_header_reads_the_cpu_and_the_commit(tmp_path) -> None:
+def test_header_reads_the_cpu_and_the_commit(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
         "processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu avx2 avx512_vnni\n"
         "processor\t: 1\nmodel name\t: Some CPU 9000\nflags\t\t: fpu avx2 avx512_vnni\n"
     )
     assert cpu_description(cpuinfo) == (
-        "Some CPU 9000 (avx2 yes, avx_vnni no, avx512_vnni yes, avx512_bf16 no, amx_int8 no)"
+        "Some CPU 9000 (avx2 yes, avx_vnni no, avx512_vnni yes, avx512_bf16 no, amx_int8 no; class avx512-vnni)"
     )
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    assert cpu_description(cpuinfo).endswith("; class avx512-vnni; emulating class avx2 with ONEDNN_MAX_CPU_ISA="
+                                              "AVX512_CORE (OpenVINO and torch's oneDNN honour it, ONNX Runtime does "
+                                              "not))")  # fmt: skip
     assert cpu_description(tmp_path / "absent").startswith("unknown CPU")
     assert git_commit(tmp_path) == "unknown"  # not a git repository
     header = results_header(cpuinfo, tmp_path)
     assert re.fullmatch(r"Measured on: Some CPU 9000 \(.*\); commit unknown; \d{4}-\d\d-\d\d \d\d:\d\d UTC", header)
+
+
+def test_auto_takes_on_each_cpu_class_the_path_the_readme_table_says() -> None:
+    """The README's table of CPU classes (flags monkeypatched: a CPU of each class) is what `auto` does."""
+    rows = re.findall(r"^\| `([a-z0-9-]+)`: [^|]+\| `([a-z0-9-]+)` \|", README.read_text(), re.MULTILINE)
+    assert sorted(cpu_class for cpu_class, _ in rows) == sorted(device.CLASS_PATHS) == sorted(CPU_OF_CLASS)
+    for cpu_class, path in rows:
+        assert device.cpu_class(CPU_OF_CLASS[cpu_class]) == cpu_class
+        assert device.cpu_default(CPU_OF_CLASS[cpu_class], lambda module: True) == path, cpu_class
 
 
 def test_commit_is_the_short_head_marked_dirty_when_tracked_files_differ(tmp_path) -> None:

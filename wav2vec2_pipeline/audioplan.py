@@ -53,10 +53,9 @@ class PreprocessOptions:
             raise PipelineError(f"--batch_size must be at least 1, got {self.batch_size}")
         layout, window = self.layout, max(self.layout.windows)
         largest = min(self.batch_size * window, layout.bin_samples or self.batch_size * window)
-        sized_by = "--bin_samples" if largest == layout.bin_samples else "--batch_size"
         check_fits(max(2 * 4 * largest, layout.geometry.least_bytes(1, largest)),
-                   f"a bin of up to {largest} samples ({sized_by}), run through the model,",
-                   f"Use a smaller {sized_by}.")  # fmt: skip
+                   f"a bin of up to {largest} samples (rows x row length), run through the model,",
+                   "Use a smaller --bin_samples." if layout.bin_samples else "Use a smaller --batch_size.")  # fmt: skip
 
 
 def outcomes(plan: Plan) -> dict[str, str]:

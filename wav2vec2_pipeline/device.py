@@ -11,13 +11,13 @@ from wav2vec2_pipeline.options import option
 
 MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-"""int8 dot-product instructions: without them int8 runs on plain AVX2/AVX-512 and loses most of its speed."""
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """Native bf16 instructions: elsewhere bf16 is emulated, slower than fp32."""
 ISA_CAP = "ONEDNN_MAX_CPU_ISA"
 """oneDNN's cap on the instructions it uses, honoured by OpenVINO's CPU plugin and torch's oneDNN kernels (not by
-ONNX Runtime's MLAS): where it is set, the CPU is taken to have only what the cap lets those runtimes use."""
+ONNX Runtime's MLAS): where it is set, the CPU is taken to have only what the cap lets those runtimes use. (On an
+AVX-512 CPU, OpenVINO 2026.4 crashes on this model under a cap below AVX512_CORE: AVX2 and AVX-VNNI cannot be
+emulated there.)"""
 _ABOVE_CAP = {
     "AVX2": ("avx512", "avx_vnni", "amx"),
     "AVX2_VNNI": ("avx512", "amx"),
@@ -29,8 +29,6 @@ _ABOVE_CAP = {
     "AVX10_1_512": ("amx",),
 }
 """Flags (by prefix) of the instructions each oneDNN cap below AMX rules out."""
-CPU_CLASSES = ("amx", "avx512-bf16", "avx512-vnni", "avx-vnni", "avx2")
-"""The CPU classes the CPU paths are chosen and measured for, best first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +76,8 @@ def capped(flags: frozenset[str], cap: str) -> frozenset[str]:
 
 
 def cpu_class(flags: frozenset[str]) -> str:
-    """The class of CPU_CLASSES a CPU with `flags` belongs to: its best int8 or bf16 instructions."""
+    """The class (of CLASS_PATHS) of a CPU with `flags`, by its best int8 dot-product or bf16 instructions: amx,
+    avx512-bf16, avx512-vnni, avx-vnni, else avx2 (AVX2, or AVX-512 without VNNI or bf16)."""
     if "amx_int8" in flags or "amx_bf16" in flags:
         return "amx"
     if "avx512_bf16" in flags:
@@ -88,18 +87,27 @@ def cpu_class(flags: frozenset[str]) -> str:
     return "avx-vnni" if "avx_vnni" in flags else "avx2"
 
 
+CLASS_PATHS = {
+    "amx": "openvino-int8",
+    "avx512-bf16": "openvino-int8",
+    "avx512-vnni": "openvino-int8",
+    "avx-vnni": "openvino-int8",
+    "avx2": "openvino",
+}
+"""The CPU path `auto` takes on each class: the fastest end to end whose CER on the trained model is within 0.5
+points of fp32 on each utterance alone (docs/performance.md has the measurements, and which class was measured
+how). int8 runs its float ops bf16 where the CPU has bf16."""
+NEEDS = {"openvino-int8": ("openvino", "nncf"), "openvino-bf16": ("openvino",), "openvino": ("openvino",),
+         "onnxruntime-int8": ("onnxruntime",), "onnxruntime": ("onnxruntime",), "torchscript": ()}  # fmt: skip
+"""The packages each CPU path imports (torch is always there)."""
+
+
 def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
-    """The fastest CPU path whose CER on the trained model's test set is within 0.5 points of fp32
-    (docs/accuracy.md), by what this CPU has: int8 where it has int8 dot products (its float ops bf16 where the
-    CPU has that too), else bf16 where it has bf16, else fp32 (OpenVINO's, as fast as ONNX Runtime's or faster on
-    both CPUs measured)."""
-    if installed("openvino") and installed("nncf") and not flags.isdisjoint(INT8_FLAGS):
-        return "openvino-int8"
-    if installed("openvino") and not flags.isdisjoint(BF16_FLAGS):
-        return "openvino-bf16"
-    if installed("openvino"):
-        return "openvino"
-    return "onnxruntime" if installed("onnxruntime") else "torchscript"
+    """The path CLASS_PATHS names for this CPU's class, or where its packages are missing the next best that is
+    installed: bf16 where the CPU has it, OpenVINO fp32, ONNX Runtime fp32, the traced module."""
+    fallbacks = ("openvino-bf16",) if not flags.isdisjoint(BF16_FLAGS) else ()
+    paths = (CLASS_PATHS[cpu_class(flags)], *fallbacks, "openvino", "onnxruntime", "torchscript")
+    return next(path for path in paths if all(map(installed, NEEDS[path])))
 
 
 def cpu_auto() -> str:

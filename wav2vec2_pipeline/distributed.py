@@ -341,7 +341,7 @@ def run_audio(
     shapes = {b.samples for b in bins.plan.bins}
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(f"--backend {backend.name} compiles one model per input shape, and this layout has "
-                            f"{len(shapes)}: use --bucket (a few lengths) or one --max_samples")  # fmt: skip
+                            f"{len(shapes)}: use --layout bucket (a few lengths)")  # fmt: skip
     load_feature_extractor(options.model_dir)  # checked here, once, before any task loads it
     sources: dict[str, BinRecord] = {}
     for (bin_name, in_key), bin_ in zip(bins.keys.items(), bins.plan.bins, strict=True):

@@ -189,7 +189,7 @@ def plan_compile(input_dir: Path, output_dir: Path, torchscript_path: Path, opti
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(
             f"--backend {backend.name} compiles one model per input shape, and the bins in {input_dir} have "
-            f"{len(shapes)} (preprocess --exact?): preprocess with --bucket (a few lengths) or one --max_samples"
+            f"{len(shapes)} (the default --layout whole): preprocess with --layout bucket (a few lengths)"
         )
     plan = LogitsPlan(model, backend.name, backend.key_options(), backend.static_shapes, inputs.run_key,
                       inputs.batch_size, inputs.map_digest)  # fmt: skip

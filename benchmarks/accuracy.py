@@ -31,7 +31,7 @@ from wav2vec2_pipeline.ctc import greedy_decode
 from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
-from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BIN_SAMPLES, DEFAULT_BUCKET_SAMPLES, LONG_WINDOW, SKIP, Layout
+from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BUCKET_SAMPLES, SKIP, Layout
 from wav2vec2_pipeline.registry import BACKENDS as BACKEND_CLASSES
 from wav2vec2_pipeline.scoring import UPPER, corpus_cer, corpus_wer, text_normalizer
 
@@ -81,7 +81,7 @@ def main() -> None:
     vocab = load_vocab(args.model_dir, geometry)
     model = Wav2Vec2ForCTC.from_pretrained(args.model_dir).eval()
     rows = {"(ref) eager HF fp32, each utterance alone": eager_alone(model, audio, fe, vocab)}
-    whole = Layout((LONG_WINDOW,), CHUNK, geometry=geometry, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+    whole = Layout.whole(geometry)
     others = next((bs for bs in args.batch_sizes if bs >= 8), max(args.batch_sizes))
     layouts = [(f"whole (default), bs {bs}", whole, bs) for bs in args.batch_sizes] + [
         (f"static window (Ascend guide), bs {others}", Layout((MAX_SAMPLES,), SKIP, geometry=geometry), others),

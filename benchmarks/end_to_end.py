@@ -39,7 +39,7 @@ from wav2vec2_pipeline.audio import normalize
 from wav2vec2_pipeline.backends import resolve
 from wav2vec2_pipeline.device import ISA_CAP
 from wav2vec2_pipeline.model import SAMPLE_RATE
-from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BIN_SAMPLES, LONG_WINDOW, Layout, plan_bins
+from wav2vec2_pipeline.planning import Layout, plan_bins
 from wav2vec2_pipeline.registry import BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ measured) run with --backends."""
 def bins_of_a_full_run(lengths: dict[str, int], count: int) -> dict[str, int]:
     """The utterances of `count` bins spread evenly over the plan preprocess makes of all of test-clean with its
     defaults: rows as alike in length as the full run's, so its padding is the full run's."""
-    layout = Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+    layout = Layout.whole()
     bins = plan_bins(lengths, BATCH_SIZE, layout).bins
     picked = [bins[round(i)] for i in np.linspace(0, len(bins) - 1, count)]
     return {row.utt_id: lengths[row.utt_id] for bin_ in picked for row in bin_.rows}

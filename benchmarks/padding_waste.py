@@ -10,9 +10,7 @@ from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE, num_frames
 from wav2vec2_pipeline.planning import (
     CHUNK,
     CUT,
-    DEFAULT_BIN_SAMPLES,
     DEFAULT_BUCKET_SAMPLES,
-    LONG_WINDOW,
     SKIP,
     Layout,
     plan_bins,
@@ -41,7 +39,7 @@ def table(lengths: dict[str, int], batch_size: int) -> str:
         (CHUNK, Layout((MAX_SAMPLES,), CHUNK, stride)),
         (f"--bucket ({'/'.join(str(b // SAMPLE_RATE) for b in DEFAULT_BUCKET_SAMPLES)} s)",
          Layout(DEFAULT_BUCKET_SAMPLES, CHUNK, stride)),
-        ("whole (the default)", Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)),
+        ("whole (the default)", Layout.whole()),
     ]  # fmt: skip
     lines = [
         "| layout | utterances scored | rows | padding | overlap | speech lost |",

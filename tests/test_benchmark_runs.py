@@ -23,13 +23,15 @@ def run_module(module: str, *args: object, as_process: bool = False) -> str:
 
 
 def test_accuracy_reports_every_layout_and_backend_per_speaker(tmp_path, tiny_model_dir, dataset) -> None:
-    run_module("benchmarks.accuracy", "--model_dir", tiny_model_dir, "--data", dataset[0], "--batch_size", 2,
+    run_module("benchmarks.accuracy", "--model_dir", tiny_model_dir, "--data", dataset[0], "--batch_sizes", 1, 2,
                "--output", tmp_path)  # fmt: skip
-    lines = (tmp_path / "accuracy.md").read_text().splitlines()
-    assert "| condition | 100 | 300 |" in lines
+    (results,) = tmp_path.glob("accuracy-*.md")
+    lines = results.read_text().splitlines()
+    assert "| condition | 100 | 300 |" in lines and lines[0].startswith("Measured on: ")
     rows = [line for line in lines if line.startswith("| ") and "/" in line and "condition" not in line]
     run = [name for name in BACKENDS if available(name)]
-    assert len(rows) == 1 + 3 * len(run) and all(row.count(" / ") == 2 for row in rows)
+    assert len(rows) == 1 + 5 * len(run) and all(row.count(" / ") == 2 for row in rows)  # whole at bs 1, 2; 3 more
+    assert sum("whole (default), bs 1 |" in row for row in rows) == len(run)
     assert len(run) >= 5, "all but openvino-bf16 run on any CPU"
 
 

@@ -124,7 +124,7 @@ def test_whole_layout_bins_hold_as_many_rows_as_the_sample_budget_allows() -> No
     """Sorted by length; short rows fill a bin to --batch_size, 35 s rows only to the budget, so no bin of long rows
     is larger than the budget however large the batch size."""
     lengths = {f"s{i:02d}": 16_000 + i for i in range(20)} | {f"l{i}": 560_000 - i for i in range(5)}
-    layout = Layout((LONG_WINDOW,), CHUNK, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+    layout = Layout.whole()
     plan = plan_bins(lengths, 16, layout)
     assert [(b.height, b.samples) for b in plan.bins] == [(16, 16_015), (4, 16_019), (2, 559_997), (2, 559_999),
                                                           (1, 560_000)]  # fmt: skip

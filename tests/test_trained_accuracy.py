@@ -20,7 +20,7 @@ from wav2vec2_pipeline.core import transcribe
 from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.export import save_torchscript, trace
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
-from wav2vec2_pipeline.planning import CHUNK, DEFAULT_BIN_SAMPLES, LONG_WINDOW, Layout
+from wav2vec2_pipeline.planning import Layout
 
 SHARED = REPO_ROOT.parent / "shared"
 MODEL = SHARED / "models" / "wav2vec2-espeak-small"
@@ -69,7 +69,7 @@ def setting(tmp_path_factory):
 def readme_run(name: str, traced, batch_size: int) -> dict[str, float]:
     """The README's full run in memory: whole utterances (the default layout), on backend `name`."""
     _, audio, _, fe, geometry, vocab = trained()
-    layout = Layout((LONG_WINDOW,), CHUNK, geometry=geometry, exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+    layout = Layout.whole(geometry)
     backend = create_backend(name, DeviceOptions(), lambda: calibration.of_audio(
         audio, batch_size=batch_size, layout=layout, feature_extractor=fe))  # fmt: skip
     backend.load(traced)

@@ -92,7 +92,7 @@ CLASS_PATHS = {
     "avx512-bf16": "openvino-int8",
     "avx512-vnni": "openvino-int8",
     "avx-vnni": "openvino-int8",
-    "avx2": "openvino",
+    "avx2": "openvino-int8",
 }
 """The CPU path `auto` takes on each class: the fastest end to end whose CER on the trained model is within 0.5
 points of fp32 on each utterance alone (docs/performance.md has the measurements, and which class was measured

@@ -73,6 +73,11 @@ class Layout:
                     f"{max(self.windows)} samples ({self.window_frames} frames): a chunk must keep a frame"
                 )
 
+    @classmethod
+    def whole(cls, geometry: Geometry | None = None) -> "Layout":
+        """preprocess's default layout: whole utterances up to 35 s, longer ones chunked, bins of 100 s of audio."""
+        return cls((LONG_WINDOW,), CHUNK, geometry=geometry or Geometry(), exact=True, bin_samples=DEFAULT_BIN_SAMPLES)
+
     @property
     def window_frames(self) -> int:
         return self.geometry.num_frames(max(self.windows))

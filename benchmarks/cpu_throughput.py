@@ -56,10 +56,10 @@ ORT = "onnxruntime"
 BACKEND_LABELS = {
     EAGER: "(a) eager HF transformers",
     ORT: "(b) onnxruntime fp32",
-    "openvino": "openvino fp32 (auto on a CPU with neither int8 dot products nor bf16)",
+    "openvino": "openvino fp32",
     "openvino-bf16": "openvino-bf16",
     "openvino-int8": "openvino-int8",
-    "openvino-int8-fp32": "openvino-int8, float ops fp32 (auto on a CPU with int8 dot products and no bf16)",
+    "openvino-int8-fp32": "openvino-int8, float ops fp32 (auto on a CPU without bf16)",
     "onnxruntime-int8": "onnxruntime-int8 (opt-in)",
     "torchscript": "torchscript",
     "torchscript-frozen": "torchscript-frozen",

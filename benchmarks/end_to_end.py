@@ -102,9 +102,9 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=20, help="bins of the full test-clean plan to run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", nargs="+", help="default: each of `auto`'s candidates that runs here")
-    parser.add_argument("--layout", nargs=argparse.REMAINDER, default=[],
-                        help="preprocess options instead of its defaults, e.g. --layout --max_samples 100000 (the "
-                             "earlier recommended layout); last, as they take the rest of the line")
+    parser.add_argument("--preprocess_args", nargs=argparse.REMAINDER, default=[],
+                        help="preprocess options instead of its defaults, e.g. --preprocess_args --max_samples 100000 "
+                             "(the earlier recommended layout); last, as they take the rest of the line")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.backends is None:
@@ -121,7 +121,7 @@ def main() -> None:
         model_dir = save_random_base_model(work / "model")
         script("wav2vec2_pth2ts.py", "--pytorch_model_dir", model_dir, "--output", work / "traced.pth")
         preprocess_s = script("wav2vec2_preprocess.py", "--input", split, "--batch_size", BATCH_SIZE,
-                              "--output", work / "in", "--data_path", work / "data", *args.layout)  # fmt: skip
+                              "--output", work / "in", "--data_path", work / "data", *args.preprocess_args)  # fmt: skip
 
         def compile_(backend: str) -> tuple[float, float]:
             """(whole process, stage) seconds of one compile.py run."""
@@ -148,8 +148,8 @@ def main() -> None:
     lines = [
         f"{len(sample)} utterances of test-clean lengths ({audio_s:.1f} s of audio, noise, in {args.bins} bins), "
         f"base-size model (random weights), batch size {BATCH_SIZE}, {torch.get_num_threads()} threads, "
-        f"{args.rounds} rounds; preprocess (once, {' '.join(args.layout) or 'the defaults: whole utterances'}): "
-        f"{preprocess_s:.1f} s. "
+        f"{args.rounds} rounds; preprocess (once, "
+        f"{' '.join(args.preprocess_args) or 'the defaults: whole utterances'}): {preprocess_s:.1f} s. "
         f"`auto` here is {resolve('auto')}. Eager's environment: {ISA_CAP}={os.environ.get(ISA_CAP, '(unset)')}, "
         f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '(unset)')}.",
         "",
@@ -168,7 +168,7 @@ def main() -> None:
             f"{one_time[backend]:.1f} |"
         )
     lines += ["", f"Whole benchmark: {time.perf_counter() - started:.0f} s."]
-    layout = "-".join(arg.strip("-") for arg in args.layout)
+    layout = "-".join(arg.strip("-") for arg in args.preprocess_args)
     save_table(lines, args.output, f"end_to_end-{class_name()}{'-' + layout if layout else ''}.md")
 
 

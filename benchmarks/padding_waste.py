@@ -37,7 +37,7 @@ def table(lengths: dict[str, int], batch_size: int) -> str:
         (f"{SKIP} (reference)", Layout((MAX_SAMPLES,), SKIP, stride)),
         (CUT, Layout((MAX_SAMPLES,), CUT, stride)),
         (CHUNK, Layout((MAX_SAMPLES,), CHUNK, stride)),
-        (f"--bucket ({'/'.join(str(b // SAMPLE_RATE) for b in DEFAULT_BUCKET_SAMPLES)} s)",
+        (f"bucket ({'/'.join(str(b // SAMPLE_RATE) for b in DEFAULT_BUCKET_SAMPLES)} s)",
          Layout(DEFAULT_BUCKET_SAMPLES, CHUNK, stride)),
         ("whole (the default)", Layout.whole()),
     ]  # fmt: skip

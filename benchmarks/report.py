@@ -13,8 +13,8 @@ CLASS_FLAGS = ("avx2", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8")
 """The flags that decide which CPU paths run fast (int8 dot products, bf16, AMX)."""
 
 
-def cpu_description(cpuinfo: Path = CPUINFO) -> str:
-    """The CPU's model name and which of CLASS_FLAGS it has, e.g. `AMD EPYC (avx2 yes, ..., amx_int8 no)`."""
+def cpu_model_and_flags(cpuinfo: Path = CPUINFO) -> tuple[str, frozenset[str]] | None:
+    """The CPU's model name and flags as Linux reports them (no ISA cap applied); None without /proc/cpuinfo."""
     model, flags = "unknown CPU", frozenset[str]()
     try:
         for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -24,18 +24,30 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> str:
             elif key.strip() == "flags" and not flags:
                 flags = frozenset(value.split())
     except OSError:
+        return None
+    return model, flags
+
+
+def cpu_description(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name, which of CLASS_FLAGS it has and its class, and the class an ONEDNN_MAX_CPU_ISA cap
+    makes of it, e.g. `AMD EPYC (avx2 yes, ..., amx_int8 no; class avx512-bf16)`."""
+    found = cpu_model_and_flags(cpuinfo)
+    if found is None:
         return "unknown CPU (no /proc/cpuinfo)"
+    model, flags = found
     present = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CLASS_FLAGS)
-    cap = os.environ.get(ISA_CAP)
+    cap = os.environ.get(ISA_CAP, "")
     emulated = (f"; emulating class {cpu_class(capped(flags, cap))} with {ISA_CAP}={cap} (OpenVINO and torch's oneDNN "
-                f"honour it, ONNX Runtime does not)" if cap else "")  # fmt: skip
+                f"honour it, ONNX Runtime does not)" if capped(flags, cap) != flags else "")  # fmt: skip
     return f"{model} ({present}; class {cpu_class(flags)}{emulated})"
 
 
 def class_name() -> str:
     """The CPU class the runtimes here see (this CPU's, or the one an ONEDNN_MAX_CPU_ISA cap emulates), for the
     name of a results file kept per class."""
-    return cpu_class(cpu_flags()) + ("-emulated" if os.environ.get(ISA_CAP) else "")
+    found = cpu_model_and_flags()
+    emulated = found is not None and cpu_flags() != found[1]
+    return cpu_class(cpu_flags()) + ("-emulated" if emulated else "")
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:

@@ -127,5 +127,5 @@ def test_audio_that_gives_no_row_at_all_is_refused_by_preprocess(tmp_path) -> No
     write_librispeech_tree(tmp_path / "ls", {"1-2-0000": 300, "1-2-0001": 120_000})
     message = fails("wav2vec2_preprocess.py", "--input", tmp_path / "ls", "--batch_size", 2, "--output",
                     tmp_path / "in", "--data_path", tmp_path / "data", "--layout", "static")  # fmt: skip
-    assert "gives a row: 1 are too short for one frame and 1 longer than the window" in message
+    assert "gives a row: 1 are too short for one frame (400 samples) and 1 longer than the window" in message
     assert not (tmp_path / "in").exists()

@@ -162,7 +162,7 @@ def test_bucket_bins_have_their_own_lengths_and_decode_like_the_utterance_alone(
 
 def test_a_short_utterance_padded_to_the_window_gets_other_logits_than_alone(long_dataset, tiny_model_dir) -> None:
     """base-960h has no attention mask and its first GroupNorm normalises over time, padding included,
-    so zero padding shifts every logit: the reason for --bucket."""
+    so zero padding shifts every logit: the reason for sorting by length (--layout whole, or bucket)."""
     model = Wav2Vec2ForCTC.from_pretrained(tiny_model_dir).eval()
     audio, _ = sf.read(flac_path(long_dataset[0], SHORT), dtype="float32")
     normalized = Wav2Vec2FeatureExtractor()(audio, sampling_rate=16_000, return_tensors="np").input_values[0]
@@ -171,9 +171,9 @@ def test_a_short_utterance_padded_to_the_window_gets_other_logits_than_alone(lon
     assert np.abs(alone - padded).max() > 1e-2
 
 
-def test_exact_rows_at_batch_size_1_give_each_utterance_alone(tmp_path, dataset, tiny_model_dir, traced_path) -> None:
-    """--exact: every row as long as its utterance (bs 1), so the logits are the eager model's on the utterance
-    alone, with no padding at all; the default window pads and moves them (test above)."""
+def test_whole_rows_at_batch_size_1_give_each_utterance_alone(tmp_path, dataset, tiny_model_dir, traced_path) -> None:
+    """--layout whole: every row as long as its utterance (bs 1), so the logits are the eager model's on the
+    utterance alone, with no padding at all; the static window pads and moves them (test above)."""
     run = run_pipeline(tmp_path, dataset[0], 1, traced_path, tiny_model_dir, "--max_samples", 100_000)
     model = Wav2Vec2ForCTC.from_pretrained(tiny_model_dir).eval()
     batch_map = read_map(run.data_path, 1)

@@ -55,6 +55,7 @@ class PreprocessOptions:
         largest = min(self.batch_size * window, layout.bin_samples or self.batch_size * window)
         check_fits(max(2 * 4 * largest, layout.geometry.least_bytes(1, largest)),
                    f"a bin of up to {largest} samples (rows x row length), run through the model,",
+                   "Use a smaller --max_samples." if largest == window else
                    "Use a smaller --bin_samples." if layout.bin_samples else "Use a smaller --batch_size.")  # fmt: skip
 
 
@@ -151,9 +152,11 @@ def plan_inputs(source: Path, inputs: Inputs, options: PreprocessOptions) -> Bin
                for u in tqdm(inputs.utterances, desc="checking audio", disable=None)}  # fmt: skip
     plan = plan_bins(lengths, options.batch_size, options.layout)
     if not plan.bins:
+        skipped = (f" and {len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk "
+                   "for long audio") if plan.skipped else ""  # fmt: skip
         raise PipelineError(
-            f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame and "
-            f"{len(plan.skipped)} longer than the window with --long_audio skip. Use --long_audio chunk for long audio"
+            f"no utterance of {source} gives a row: {len(plan.empty)} are too short for one frame "
+            f"({options.layout.geometry.receptive_field} samples){skipped}"
         )
     keys = {
         bin_name(index): digest({**inputs.shaping, "samples": b.samples, "rows": [(r.utt_id, r.start) for r in b.rows],

@@ -55,7 +55,8 @@ class BatchMap:
     """The preprocess run that wrote the input bins; their manifest and the logits' manifest carry it too."""
     batch_size: int
     max_samples: int
-    """The window (the longest bucket with --bucket); longer utterances are handled by `long_audio`."""
+    """The longest row (the window; the longest bucket with --layout bucket); longer utterances are handled by
+    `long_audio`."""
     long_audio: str
     sample_rate: int
     ground_truth_sha256: str

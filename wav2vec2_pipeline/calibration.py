@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from transformers import Wav2Vec2FeatureExtractor
 
 MIN_BINS = 4
-"""Bins, at least, spread over the plan: bucketed and --exact plans are sorted by length, so every length is seen."""
+"""Bins, at least, spread over the plan: plans of whole utterances or buckets are sorted by length, so every length
+is seen."""
 ROWS = 32
 """Rows of speech a quantised model is calibrated on (about 4 minutes at test-clean's lengths); editing the audio
 of one of them changes the quantised model, and so every logits bin of the run."""

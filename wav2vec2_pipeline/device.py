@@ -19,6 +19,8 @@ ONNX Runtime's MLAS): where it is set, the CPU is taken to have only what the ca
 AVX-512 CPU, OpenVINO 2026.4 crashes on this model under a cap below AVX512_CORE: AVX2 and AVX-VNNI cannot be
 emulated there.)"""
 _ABOVE_CAP = {
+    "SSE41": ("avx", "amx"),
+    "AVX": ("avx2", "avx512", "avx_vnni", "amx"),
     "AVX2": ("avx512", "avx_vnni", "amx"),
     "AVX2_VNNI": ("avx512", "amx"),
     "AVX2_VNNI_2": ("avx512", "amx"),
@@ -98,7 +100,7 @@ CLASS_PATHS = {
 points of fp32 on each utterance alone (docs/performance.md has the measurements, and which class was measured
 how). int8 runs its float ops bf16 where the CPU has bf16."""
 NEEDS = {"openvino-int8": ("openvino", "nncf"), "openvino-bf16": ("openvino",), "openvino": ("openvino",),
-         "onnxruntime-int8": ("onnxruntime",), "onnxruntime": ("onnxruntime",), "torchscript": ()}  # fmt: skip
+         "onnxruntime": ("onnxruntime",), "torchscript": ()}  # fmt: skip
 """The packages each CPU path imports (torch is always there)."""
 
 

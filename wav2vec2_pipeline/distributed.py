@@ -338,7 +338,7 @@ def run_audio(
         manifest = run_dir.manifest()
         return FusedResult(manifest, True, manifest.stage, None, None), ray_runner
     bins = planned()
-    shapes = {b.samples for b in bins.plan.bins}
+    shapes = {(b.height, b.samples) for b in bins.plan.bins}
     if backend.static_shapes and len(shapes) > MAX_STATIC_SHAPES:
         raise PipelineError(f"--backend {backend.name} compiles one model per input shape, and this layout has "
                             f"{len(shapes)}: use --layout bucket (a few lengths)")  # fmt: skip

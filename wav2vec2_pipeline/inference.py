@@ -264,7 +264,8 @@ def compile_bins(
         if runner is None:
             _load(run)
         tally = Tally()
-        first = run.inputs.bins[0]  # the batch the throughput figure runs
+        first = max(run.inputs.bins, key=lambda b: b.shape[0] * b.shape[1])  # what the throughput figure runs: the
+        # largest bin (every bin, with one static shape; the longest rows, with whole utterances sorted by length)
         local = LocalRunner(run.backend, run.input_dir, tally, also_prepare=(tuple(first.shape),))
         make = logits_maker(run_dir, run.plan, run.sources, runner or local, tally)
         bins = complete(run_dir, keys, make, overwrite=options.overwrite, desc=_desc(run))

@@ -92,7 +92,7 @@ class LayoutFlags:
     def layout_of(self, geometry: Geometry) -> Layout:
         """The row layout these flags ask for, each default taken from the layout."""
         whole = self.layout == WHOLE_LAYOUT
-        buckets = self.bucket_samples or ",".join(map(str, DEFAULT_BUCKET_SAMPLES))
+        buckets = ",".join(map(str, DEFAULT_BUCKET_SAMPLES)) if self.bucket_samples is None else self.bucket_samples
         window = self.max_samples if self.max_samples is not None else LONG_WINDOW if whole else MAX_SAMPLES
         windows = sample_list(buckets) if self.layout == BUCKET_LAYOUT else (window,)
         if len(set(windows)) != len(windows):

@@ -21,7 +21,8 @@ LONG_WINDOW = 560_000
 LibriSpeech utterances up to 35 s); longer recordings are chunked into windows of this length."""
 DEFAULT_BIN_SAMPLES = 1_600_000
 """Samples in a bin of the whole layout (rows x row length): 100 s of audio, as much as the Ascend guide's bins
-of 16 x 100000, so a bin of 35 s rows holds 2 rows, not --batch_size, and memory stays that of a 16 x 6.25 s bin."""
+of 16 x 100000, so a bin of 35 s rows holds 2 rows, not --batch_size, and the convolutions' activations (most of
+the memory) stay those of a 16 x 6.25 s bin."""
 DEFAULT_BUCKET_SAMPLES = (48_000, 80_000, 112_000, 160_000, 224_000, 320_000, 560_000)
 """3, 5, 7, 10, 14, 20 and 35 s: each about 1.4 times the last, so a row is on average about 20% padding
 over LibriSpeech test-clean (benchmarks/padding_waste.py); every utterance there (at most 34.96 s) fits."""
@@ -64,6 +65,11 @@ class Layout:
             raise PipelineError(
                 f"a window of {short[0]} samples is shorter than the model's receptive field ({field_samples} "
                 f"samples, one frame): use windows of at least {field_samples} samples"
+            )
+        if self.long_audio == CHUNK and self.stride_frames is None and self.stride == 0:
+            raise PipelineError(
+                f"windows of {max(self.windows)} samples ({self.window_frames} frames) are too short to chunk with "
+                "context on both sides: use longer windows, or pass --stride_frames 0 to chunk without context"
             )
         if self.stride_frames is not None:
             most = (self.window_frames - 1) // 2

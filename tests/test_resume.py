@@ -179,6 +179,20 @@ def test_an_edit_hidden_by_restoring_the_modification_time_is_still_seen(tmp_pat
     assert "(1 bins written, 1 unchanged" in run_main(*prep).stdout
 
 
+@pytest.mark.parametrize("changed", [
+    ("--bin_samples", 560_000), ("--layout", "static"), ("--layout", "bucket"), ("--long_audio", "cut"),
+    ("--stride_frames", 10), ("--max_samples", 60_000), ("--resample",), ("--downmix",),
+])  # fmt: skip
+def test_any_layout_option_changed_since_a_finished_run_redoes_it(tmp_path, changed) -> None:
+    """The run key holds the whole layout: a changed option is never answered with "up to date"."""
+    write_librispeech_tree(tmp_path / "ls", {"1-2-0000": 30_000, "1-2-0001": 50_000})
+    args = ("--input", tmp_path / "ls", "--batch_size", 2, "--output", tmp_path / "in", "--data_path",
+            tmp_path / "data")  # fmt: skip
+    run_main("wav2vec2_preprocess.py", *args)
+    assert "up to date" in run_main("wav2vec2_preprocess.py", *args).stdout
+    assert "up to date" not in run_main("wav2vec2_preprocess.py", *args, *changed).stdout, changed
+
+
 def test_other_timing_options_measure_again_without_running_a_bin(done, tmp_path, traced_path) -> None:
     work = copy_run(done, tmp_path)
     stamps = tree(work / "out")

@@ -118,16 +118,14 @@ class Inputs:
 
 
 def identify_inputs(source: Path, options: PreprocessOptions, cache: DigestCache) -> Inputs:
-    layout = options.layout
     settings = preprocessor_settings(options.model_dir)
     utterances = find_inputs(source)
     audio_sha = {u.utt_id: cache.sha256(u.audio_path)
                  for u in tqdm(utterances, desc="hashing audio", disable=None)}  # fmt: skip
     transcripts = {u.utt_id: u.transcript for u in utterances if u.transcript is not None}
-    shaping = {
-        "batch_size": options.batch_size, "windows": layout.windows, "long_audio": layout.long_audio,
-        "stride_frames": layout.stride, "geometry": layout.geometry, "feature_extractor": settings,
-        "conversion": options.conversion, "exact": layout.exact,
+    shaping = {  # the layout whole (its repr names every field), so a field added to it keys the run too
+        "batch_size": options.batch_size, "layout": options.layout, "feature_extractor": settings,
+        "conversion": options.conversion,
     }  # fmt: skip
     return Inputs(
         utterances=utterances, audio_sha=audio_sha, transcripts=transcripts,

@@ -5,7 +5,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wav2vec2_pipeline.device import ISA_CAP, capped, cpu_class, cpu_flags
+from wav2vec2_pipeline.device import ISA_CAP, capped, cpu_class, cpu_flags, reported_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CPUINFO = Path("/proc/cpuinfo")
@@ -45,9 +45,7 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> str:
 def class_name() -> str:
     """The CPU class the runtimes here see (this CPU's, or the one an ONEDNN_MAX_CPU_ISA cap emulates), for the
     name of a results file kept per class."""
-    found = cpu_model_and_flags()
-    emulated = found is not None and cpu_flags() != found[1]
-    return cpu_class(cpu_flags()) + ("-emulated" if emulated else "")
+    return cpu_class(cpu_flags()) + ("-emulated" if cpu_flags() != reported_flags() else "")
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:

@@ -198,6 +198,19 @@ def test_an_onednn_isa_cap_gives_the_class_the_runtimes_then_see(cap, cpu_class)
     assert device.cpu_class(device.capped(SAPPHIRE_RAPIDS, cap)) == cpu_class
 
 
+def test_an_isa_cap_that_crashes_openvino_on_this_model_is_refused_in_one_line(monkeypatch, traced_path) -> None:
+    monkeypatch.setattr(device, "reported_flags", lambda: SAPPHIRE_RAPIDS)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(PipelineError, match=r"^ONEDNN_MAX_CPU_ISA=AVX2 on this AVX-512 CPU crashes OpenVINO"):
+        create_backend("openvino", DeviceOptions()).load(traced_path)
+    assert device.cpu_auto() == "onnxruntime"  # auto counts OpenVINO out rather than crash
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    assert device.cap_crashes_openvino() is None
+    monkeypatch.setattr(device, "reported_flags", lambda: frozenset({"avx2"}))  # a real AVX2 CPU: nothing to cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert device.cap_crashes_openvino() is None
+
+
 def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
     flags = device.cpu_flags()
     if Path("/proc/cpuinfo").is_file():

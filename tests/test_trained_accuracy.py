@@ -108,7 +108,7 @@ def test_int8_on_the_avx2_class_instructions_is_as_accurate_as_fp32(setting) -> 
     int8's float ops are fp32), in a process of its own; on an AVX2 CPU they are what runs anyway."""
     traced, fp32_alone = setting
     env = dict(os.environ)
-    if "avx512f" in device.cpu_flags():
+    if "avx512f" in device.reported_flags():
         env[device.ISA_CAP] = "AVX512_CORE"
     code = ("import json, pathlib; from tests.test_trained_accuracy import readme_run; "
             f"print(json.dumps(readme_run('openvino-int8', pathlib.Path({str(traced)!r}), 8)))")  # fmt: skip

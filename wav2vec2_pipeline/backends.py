@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from wav2vec2_pipeline.calibration import Calibration
-from wav2vec2_pipeline.device import BF16_FLAGS, DeviceOptions, cpu_auto, cpu_flags
+from wav2vec2_pipeline.device import BF16_FLAGS, ISA_CAP, DeviceOptions, cap_crashes_openvino, cpu_auto, cpu_flags
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.export import (
     int8_recipe,
@@ -190,6 +190,14 @@ class OpenVinoBackend(Backend):
     @classmethod
     def available(cls) -> bool:
         return importlib.util.find_spec("openvino") is not None and cls.cpu_supports(cpu_flags())
+
+    def check_cpu(self) -> None:
+        super().check_cpu()
+        if (cap := cap_crashes_openvino()) is not None:
+            raise PipelineError(
+                f"{ISA_CAP}={cap} on this AVX-512 CPU crashes OpenVINO on this model: unset it, or cap at "
+                "AVX512_CORE or above, or choose --backend onnxruntime"
+            )
 
     def load(self, torchscript_path: Path) -> None:
         if importlib.util.find_spec("openvino") is None:

@@ -58,17 +58,30 @@ class DeviceOptions:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them, less those above an ONEDNN_MAX_CPU_ISA cap; elsewhere none,
-    so no CPU-specific path is assumed."""
+def reported_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (no cap applied); elsewhere none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return capped(frozenset(line.partition(":")[2].split()), os.environ.get(ISA_CAP, ""))
+                    return frozenset(line.partition(":")[2].split())
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The flags the runtimes use: the CPU's, less those above an ONEDNN_MAX_CPU_ISA cap; none where Linux reports
+    none, so no CPU-specific path is assumed."""
+    return capped(reported_flags(), os.environ.get(ISA_CAP, ""))
+
+
+def cap_crashes_openvino() -> str | None:
+    """The ONEDNN_MAX_CPU_ISA value under which OpenVINO 2026.4 dies (SIGSEGV) on this model, if it is set here:
+    a cap below AVX512_CORE on a CPU with AVX-512 (seen with AVX, AVX2 and AVX2_VNNI)."""
+    cap = os.environ.get(ISA_CAP, "")
+    below_avx512 = "avx512f" in reported_flags() and "avx512f" not in capped(reported_flags(), cap)
+    return cap if below_avx512 else None
 
 
 def capped(flags: frozenset[str], cap: str) -> frozenset[str]:
@@ -113,7 +126,10 @@ def cpu_default(flags: frozenset[str], installed: Callable[[str], bool]) -> str:
 
 
 def cpu_auto() -> str:
-    """`cpu_default` for this machine's CPU and packages."""
+    """`cpu_default` for this machine's CPU and packages (OpenVINO counted out under a cap that crashes it)."""
     import importlib.util
 
-    return cpu_default(cpu_flags(), lambda module: importlib.util.find_spec(module) is not None)
+    def usable(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None and not (module == "openvino" and cap_crashes_openvino())
+
+    return cpu_default(cpu_flags(), usable)

@@ -81,13 +81,14 @@ class LayoutFlags:
              "--layout bucket takes its row lengths from --bucket_samples, not --max_samples"),
             (self.bin_samples is None or self.layout == WHOLE_LAYOUT,
              "--bin_samples sizes the bins of --layout whole; the other layouts hold --batch_size rows"),
-            (self.stride_frames is None or self.chunks, "--stride_frames means nothing without --long_audio "
-                                                        "chunk; pass both"),
+            (self.stride_frames is None or self.long_audio_mode == CHUNK, "--stride_frames means nothing without "
+                                                                          "--long_audio chunk; pass both"),
         ))  # fmt: skip
 
     @property
-    def chunks(self) -> bool:
-        return (self.long_audio or (SKIP if self.layout == STATIC_LAYOUT else CHUNK)) == CHUNK
+    def long_audio_mode(self) -> str:
+        """--long_audio, or the layout's default: skip for the Ascend guide's static window, else chunk."""
+        return self.long_audio or (SKIP if self.layout == STATIC_LAYOUT else CHUNK)
 
     def layout_of(self, geometry: Geometry) -> Layout:
         """The row layout these flags ask for, each default taken from the layout."""
@@ -98,8 +99,7 @@ class LayoutFlags:
         if len(set(windows)) != len(windows):
             raise PipelineError(f"--bucket_samples {buckets}: a length is listed twice")
         budget = self.bin_samples if self.bin_samples is not None else max(DEFAULT_BIN_SAMPLES, window)
-        long_audio = CHUNK if self.chunks else self.long_audio or SKIP
-        return Layout(windows, long_audio, self.stride_frames, geometry, exact=whole,
+        return Layout(windows, self.long_audio_mode, self.stride_frames, geometry, exact=whole,
                       bin_samples=budget if whole else None)
 
 

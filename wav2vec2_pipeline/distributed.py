@@ -55,7 +55,7 @@ from wav2vec2_pipeline.inference import (
     plan_compile,
 )
 from wav2vec2_pipeline.librispeech import Utterance
-from wav2vec2_pipeline.logits import BinResult, LogitsPlan, logits_maker, traced_model
+from wav2vec2_pipeline.logits import BinResult, LogitsPlan, largest_first, logits_maker, traced_model
 from wav2vec2_pipeline.manifests import BinRecord, LogitsManifest, StageMetrics
 from wav2vec2_pipeline.model import MAX_SAMPLES, SAMPLE_RATE
 from wav2vec2_pipeline.planning import Bin, Row
@@ -192,10 +192,10 @@ class RayRunner:
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes go to its log files
         if self.input_dir is None:
-            rows = [{"name": b.name, **self.items[b.name]} for b in bins]
+            rows = [{"name": b.name, **self.items[b.name]} for b in largest_first(bins)]
         else:
             rows = [{"name": b.name, "path": str(self.input_dir / b.name), "samples": b.shape[1],
-                     "height": b.shape[0], "rows_used": b.rows_used} for b in bins]  # fmt: skip
+                     "height": b.shape[0], "rows_used": b.rows_used} for b in largest_first(bins)]  # fmt: skip
         per_task = min(self.cluster.bins_per_task, math.ceil(len(rows) / self.cluster.actors))  # every actor busy
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
         accelerators = {"num_gpus": self.cluster.gpus_per_actor} if self.cluster.gpus_per_actor else {}

@@ -177,14 +177,6 @@ def path_with_this_python(bin_dir: Path) -> str:
 
 # ---- shared inputs and runs -------------------------------------------------------------------------------------
 
-CPU_OF_CLASS = {
-    "amx": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}),
-    "avx512-bf16": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}),
-    "avx512-vnni": frozenset({"avx2", "avx512f", "avx512_vnni"}),
-    "avx-vnni": frozenset({"avx2", "avx_vnni"}),
-    "avx2": frozenset({"avx2"}),
-}
-"""The flags of a CPU of each class (device.CLASS_PATHS): Sapphire Rapids, Zen 4, Cascade Lake, Alder Lake, Zen 2."""
 FAST = ("--warmup_runs", 0, "--timed_runs", 1)
 """compile.py's timing cut to one run: for runs whose throughput figure no test reads."""
 

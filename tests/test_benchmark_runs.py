@@ -35,6 +35,21 @@ def test_accuracy_reports_every_layout_and_backend_per_speaker(tmp_path, tiny_mo
     assert len(run) >= 5, "all but openvino-bf16 run on any CPU"
 
 
+def test_accuracy_as_another_cpu_class_runs_what_that_class_can(tmp_path, tiny_model_dir, dataset) -> None:
+    """--as_class: the pipeline takes that class's flags (for an emulator whose CPUID is that class's), so bf16
+    does not run as avx2; --whole_only and --backends cut the rows to those asked for."""
+    pytest.importorskip("openvino")
+    run_module("benchmarks.accuracy", "--model_dir", tiny_model_dir, "--data", dataset[0], "--batch_sizes", 2,
+               "--as_class", "avx2", "--whole_only", "--backends", "openvino", "openvino-bf16", "--output", tmp_path,
+               as_process=True)  # fmt: skip: it replaces the flags for the whole process
+    text = (tmp_path / "accuracy-avx2-as-class.md").read_text()
+    assert "Run with --as_class avx2 (flags avx2); OpenVINO saw a CPU '" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and " / " in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| (ref) eager HF fp32, each utterance alone",
+                                                     "| openvino, whole (default), bs 2"]  # fmt: skip
+    assert "Not run on this machine: openvino-bf16." in text
+
+
 def test_cpu_throughput_reports_each_backend_and_variant_with_wer(tmp_path, tiny_model_dir, dataset) -> None:
     out = tmp_path / "results"
     # as a process: it measures each backend in a process of its own, started by multiprocessing's spawn

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.report import CLASS_FLAGS, cpu_description, git_commit, results_header, save_table
-from tests.conftest import CPU_OF_CLASS, REPO_ROOT
+from tests.conftest import REPO_ROOT
 from wav2vec2_pipeline import device
 
 README = REPO_ROOT / "README.md"
@@ -81,10 +81,10 @@ def test_header_reads_the_cpu_and_the_commit(tmp_path, monkeypatch) -> None:
 def test_auto_takes_on_each_cpu_class_the_path_the_readme_table_says() -> None:
     """The README's table of CPU classes (flags monkeypatched: a CPU of each class) is what `auto` does."""
     rows = re.findall(r"^\| `([a-z0-9-]+)`: [^|]+\| `([a-z0-9-]+)` \|", README.read_text(), re.MULTILINE)
-    assert sorted(cpu_class for cpu_class, _ in rows) == sorted(device.CLASS_PATHS) == sorted(CPU_OF_CLASS)
+    assert sorted(cpu_class for cpu_class, _ in rows) == sorted(device.CLASS_PATHS) == sorted(device.CLASS_EXAMPLES)
     for cpu_class, path in rows:
-        assert device.cpu_class(CPU_OF_CLASS[cpu_class]) == cpu_class
-        assert device.cpu_default(CPU_OF_CLASS[cpu_class], lambda module: True) == path, cpu_class
+        assert device.cpu_class(device.CLASS_EXAMPLES[cpu_class]) == cpu_class
+        assert device.cpu_default(device.CLASS_EXAMPLES[cpu_class], lambda module: True) == path, cpu_class
 
 
 def test_commit_is_the_short_head_marked_dirty_when_tracked_files_differ(tmp_path) -> None:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from benchmarks.accuracy import eager_alone, rates
-from tests.conftest import CPU_OF_CLASS, REPO_ROOT
+from tests.conftest import REPO_ROOT
 from wav2vec2_pipeline import backends, calibration, device
 from wav2vec2_pipeline.backends import create_backend, resolve
 from wav2vec2_pipeline.core import transcribe
@@ -88,9 +88,9 @@ def test_the_readme_run_is_as_accurate_as_each_utterance_alone_on_every_speaker_
     assert within_bar(cer, fp32_alone), (resolve("auto"), cer, fp32_alone)
 
 
-@pytest.mark.parametrize("cpu_class", list(CPU_OF_CLASS))
+@pytest.mark.parametrize("cpu_class", list(device.CLASS_EXAMPLES))
 def test_what_auto_takes_on_each_cpu_class_is_as_accurate_as_fp32(monkeypatch, setting, cpu_class) -> None:
-    flags = CPU_OF_CLASS[cpu_class]
+    flags = device.CLASS_EXAMPLES[cpu_class]
     assert device.cpu_class(flags) == cpu_class
     name = device.cpu_default(flags, lambda module: True)
     uses_bf16 = name in ("openvino-bf16", "openvino-int8") and not flags.isdisjoint(device.BF16_FLAGS)

@@ -112,6 +112,14 @@ CLASS_PATHS = {
 """The CPU path `auto` takes on each class: the fastest end to end whose CER on the trained model is within 0.5
 points of fp32 on each utterance alone (docs/performance.md has the measurements, and which class was measured
 how). int8 runs its float ops bf16 where the CPU has bf16."""
+CLASS_EXAMPLES = {
+    "amx": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}),
+    "avx512-bf16": frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni"}),
+    "avx512-vnni": frozenset({"avx2", "avx512f", "avx512_vnni"}),
+    "avx-vnni": frozenset({"avx2", "avx_vnni"}),
+    "avx2": frozenset({"avx2"}),
+}
+"""The flags of a CPU of each class that decide its paths: Sapphire Rapids, Zen 4, Cascade Lake, Alder Lake, Zen 2."""
 NEEDS = {"openvino-int8": ("openvino", "nncf"), "openvino-bf16": ("openvino",), "openvino": ("openvino",),
          "onnxruntime": ("onnxruntime",), "torchscript": ()}  # fmt: skip
 """The packages each CPU path imports (torch is always there)."""

@@ -33,6 +33,7 @@ from wav2vec2_pipeline import backends, calibration, device
 from wav2vec2_pipeline.audio import normalize, read_audio
 from wav2vec2_pipeline.core import transcribe
 from wav2vec2_pipeline.ctc import greedy_decode
+from wav2vec2_pipeline.errors import ArgumentParser, PipelineError, run_cli
 from wav2vec2_pipeline.export import check_trace, save_torchscript, trace
 from wav2vec2_pipeline.librispeech import find_utterances
 from wav2vec2_pipeline.model import MAX_SAMPLES, load_geometry, load_vocab
@@ -68,7 +69,7 @@ def rates(references: dict[str, str], hypotheses: dict[str, str], ids: list[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", type=Path, default=SHARED / "models" / "wav2vec2-espeak-small")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "espeak-test" / "LibriSpeech" / "test-clean")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 8, 16])
@@ -78,12 +79,17 @@ def main() -> None:
                         help="take this class's flags (under an emulator whose CPUID is that class's)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="dir for accuracy-<CPU class>.md")
     args = parser.parse_args()
+    if min(args.batch_sizes) < 1:
+        parser.error(f"--batch_sizes must be at least 1, got {min(args.batch_sizes)}")
     file_name = f"accuracy-{class_name()}.md"
     seen_as = ""
     if args.as_class:
         flags = device.CLASS_EXAMPLES[args.as_class]
         backends.cpu_flags = lambda: flags  # what decides each backend's availability and int8's float precision
         file_name = f"accuracy-{args.as_class}-as-class.md"
+        if not available("openvino"):
+            raise PipelineError("--as_class names the CPU OpenVINO saw, and needs openvino: pip install -r "
+                                "requirements.txt")  # fmt: skip
         import openvino
 
         cpu = openvino.Core().get_property("CPU", "FULL_DEVICE_NAME")
@@ -141,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

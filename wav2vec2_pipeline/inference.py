@@ -20,7 +20,7 @@ from wav2vec2_pipeline import calibration
 from wav2vec2_pipeline.binfile import as_array, is_whole, list_bins, nbytes, read_bytes, shape_text
 from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.errors import PipelineError, require
-from wav2vec2_pipeline.logits import BinRunner, LocalRunner, LogitsPlan, logits_maker, traced_model
+from wav2vec2_pipeline.logits import BinRunner, LocalRunner, LogitsPlan, largest_first, logits_maker, traced_model
 from wav2vec2_pipeline.manifests import (
     BinRecord,
     InputManifest,
@@ -264,8 +264,8 @@ def compile_bins(
         if runner is None:
             _load(run)
         tally = Tally()
-        first = max(run.inputs.bins, key=lambda b: b.shape[0] * b.shape[1])  # what the throughput figure runs: the
-        # largest bin (every bin, with one static shape; the longest rows, with whole utterances sorted by length)
+        first = largest_first(run.inputs.bins)[0]  # what the throughput figure runs (every bin, with one static
+        # shape; the longest rows, with whole utterances sorted by length)
         local = LocalRunner(run.backend, run.input_dir, tally, also_prepare=(tuple(first.shape),))
         make = logits_maker(run_dir, run.plan, run.sources, runner or local, tally)
         bins = complete(run_dir, keys, make, overwrite=options.overwrite, desc=_desc(run))

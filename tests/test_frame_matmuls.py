@@ -1,0 +1,66 @@
+"""The feature encoder's convolutions as frame-window matrix products (int8's rewrite): the same function as the
+convolutions on every length, and models it cannot rewrite left as they are."""
+
+import numpy as np
+import pytest
+
+from benchmarks.random_base_model import save_random_model, tiny_config
+from wav2vec2_pipeline.export import model_sha256, onnx_model, save_torchscript, trace
+
+openvino = pytest.importorskip("openvino")
+frame_matmuls = pytest.importorskip("wav2vec2_pipeline.frame_matmuls")
+
+LENGTHS = (400, 401, 402, 403, 404, 16_000, 16_001, 16_003, 16_007)
+"""From the shortest input the feature encoder takes (one frame) up, every parity of every layer's length."""
+
+
+def fp32_logits(model, samples: np.ndarray) -> np.ndarray:
+    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled.create_infer_request().infer({0: samples})[0].copy()
+
+
+def convolutions(model) -> list[str]:
+    return [node.get_friendly_name() for node in model.get_ordered_ops() if node.get_type_name() == "Convolution"]
+
+
+@pytest.fixture(scope="module")
+def onnx_path(traced_path):
+    return onnx_model(traced_path, model_sha256(traced_path))
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_the_rewrite_computes_what_the_convolutions_computed(onnx_path, length) -> None:
+    core = openvino.Core()
+    rewritten = core.read_model(onnx_path)
+    assert frame_matmuls.rewrite(rewritten) == 16  # the tiny model's 16 channels: every group inside one frame
+    samples = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+    expected = fp32_logits(core.read_model(onnx_path), samples)
+    logits = fp32_logits(rewritten, samples)
+    assert logits.shape == expected.shape
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_only_the_first_convolution_is_left_and_the_group_size_travels_with_the_model(onnx_path, tmp_path) -> None:
+    model = openvino.Core().read_model(onnx_path)
+    before = convolutions(model)
+    frame_matmuls.rewrite(model)
+    assert len(before) == 7 and convolutions(model) == before[:1]
+    openvino.save_model(model, tmp_path / "model.xml")
+    saved = openvino.Core().read_model(tmp_path / "model.xml")
+    assert saved.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(int) == 16
+
+
+@pytest.mark.parametrize("change", [{"feat_extract_norm": "layer"}, {"conv_bias": True}])
+def test_a_model_whose_layers_act_on_channels_is_left_as_it_is(tmp_path, change) -> None:
+    """A layer norm or a bias after each convolution acts on the axis the rewrite moves."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(**{**tiny_config().to_dict(), **change})
+    model = Wav2Vec2ForCTC.from_pretrained(save_random_model(tmp_path / "model", config)).eval()
+    save_torchscript(trace(model, 16_000), tmp_path / "traced.pth")
+    path = onnx_model(tmp_path / "traced.pth", model_sha256(tmp_path / "traced.pth"))
+    ov_model = openvino.Core().read_model(path)
+    assert frame_matmuls.rewrite(ov_model) == 0
+    assert len(convolutions(ov_model)) == 7
+    samples = np.random.default_rng(0).standard_normal((1, 16_000)).astype(np.float32)
+    np.testing.assert_array_equal(fp32_logits(ov_model, samples), fp32_logits(path, samples))

@@ -1,10 +1,16 @@
 """The feature encoder's convolutions as frame-window matrix products (int8's rewrite): the same function as the
 convolutions on every length, and models it cannot rewrite left as they are."""
 
+import shutil
+
 import numpy as np
 import pytest
 
 from benchmarks.random_base_model import save_random_model, tiny_config
+from wav2vec2_pipeline import backends, device
+from wav2vec2_pipeline.backends import create_backend
+from wav2vec2_pipeline.calibration import Calibration
+from wav2vec2_pipeline.device import DeviceOptions
 from wav2vec2_pipeline.export import model_sha256, onnx_model, save_torchscript, trace
 
 openvino = pytest.importorskip("openvino")
@@ -64,3 +70,14 @@ def test_a_model_whose_layers_act_on_channels_is_left_as_it_is(tmp_path, change)
     assert len(convolutions(ov_model)) == 7
     samples = np.random.default_rng(0).standard_normal((1, 16_000)).astype(np.float32)
     np.testing.assert_array_equal(fp32_logits(ov_model, samples), fp32_logits(path, samples))
+
+
+@pytest.mark.parametrize(("cpu_class", "left"), [("avx512-vnni", 1), ("avx2", 1), ("avx512-bf16", 7), ("amx", 7)])
+def test_int8_takes_the_feature_encoder_where_its_float_ops_run_fp32(monkeypatch, traced_path, tmp_path, cpu_class,
+                                                                     left) -> None:
+    """Measured faster there; where float ops run bf16, the bf16 convolutions were the faster."""
+    monkeypatch.setattr(backends, "cpu_flags", lambda: device.CLASS_EXAMPLES[cpu_class])
+    traced = shutil.copy(traced_path, tmp_path / "traced.pth")
+    speech = np.random.default_rng(0).standard_normal((4, 1, 16_000)).astype(np.float32)
+    backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, lambda: list(speech)))
+    assert len(convolutions(openvino.Core().read_model(backend.model_path(traced)))) == left

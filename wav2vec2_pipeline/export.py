@@ -276,12 +276,14 @@ def int8_recipe() -> str:
     return digest({**versions, "ignored": FEATURE_ENCODER, "model_type": "transformer", **feature_encoder})
 
 
-def openvino_int8_model(onnx_path: Path, calibration_key: str, rows: Callable[[], Iterable[np.ndarray]]) -> Path:
+def openvino_int8_model(onnx_path: Path, calibration_key: str, rows: Callable[[], Iterable[np.ndarray]], *,
+                        int8_feature_encoder: bool) -> Path:
     """The ONNX model quantised to int8, once: NNCF's post-training quantisation (weights and activations, scales
-    from `rows` of speech), the feature encoder's convolutions after the first as int8-weight matrix products that
-    OpenVINO quantises frame by frame as they run (frame_matmuls); saved as OpenVINO IR beside it, named by the
-    hashes of model, speech and recipe."""
-    path = onnx_path.with_name(f"{onnx_path.stem}.int8-{digest([calibration_key, int8_recipe()])[:16]}.xml")
+    from `rows` of speech), the feature encoder left in float; with `int8_feature_encoder`, its convolutions after
+    the first as int8-weight matrix products that OpenVINO quantises frame by frame as they run (frame_matmuls).
+    Saved as OpenVINO IR beside it, named by the hashes of model, speech and recipe."""
+    recipe = [calibration_key, int8_recipe(), int8_feature_encoder]
+    path = onnx_path.with_name(f"{onnx_path.stem}.int8-{digest(recipe)[:16]}.xml")
     with made_once(path) as tmp:
         if tmp is not None:
             import nncf
@@ -296,7 +298,7 @@ def openvino_int8_model(onnx_path: Path, calibration_key: str, rows: Callable[[]
                 openvino.Core().read_model(onnx_path), nncf.Dataset(items), subset_size=len(items),
                 model_type=nncf.ModelType.TRANSFORMER, ignored_scope=nncf.IgnoredScope(patterns=[FEATURE_ENCODER]),
             )  # fmt: skip
-            if frame_matmuls.rewrite(quantized):  # its MatMuls are the only float ones with weights left
+            if int8_feature_encoder and frame_matmuls.rewrite(quantized):  # its MatMuls: the float ones left
                 convolutions = nncf.IgnoredScope(types=["Convolution", "GroupConvolution"])
                 quantized = nncf.compress_weights(quantized, mode=nncf.CompressWeightsMode.INT8_SYM,
                                                   ignored_scope=convolutions)  # fmt: skip

@@ -177,7 +177,7 @@ def test_the_cpu_default_follows_the_cpu_flags(flags, installed, expected) -> No
 def test_int8_runs_its_float_ops_in_bf16_only_where_the_cpu_has_it(monkeypatch, flags, precision) -> None:
     monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset(flags))
     backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, list))
-    assert backend.precision == precision and backend.key_options()[-1] == f"float ops {precision}"
+    assert backend.precision == precision and f"float ops {precision}" in backend.key_options()
 
 
 def test_bf16_on_a_cpu_without_it_names_the_flags_it_needs(monkeypatch, traced_path) -> None:

@@ -13,7 +13,15 @@ import numpy as np
 import torch
 
 from wav2vec2_pipeline.calibration import Calibration
-from wav2vec2_pipeline.device import BF16_FLAGS, ISA_CAP, DeviceOptions, cap_crashes_openvino, cpu_auto, cpu_flags
+from wav2vec2_pipeline.device import (
+    BF16_FLAGS,
+    DYNAMIC_INT8_FLAGS,
+    ISA_CAP,
+    DeviceOptions,
+    cap_crashes_openvino,
+    cpu_auto,
+    cpu_flags,
+)
 from wav2vec2_pipeline.errors import PipelineError
 from wav2vec2_pipeline.export import (
     int8_recipe,
@@ -242,9 +250,9 @@ class OpenVinoBf16Backend(OpenVinoBackend):
 class OpenVinoInt8Backend(OpenVinoBackend):
     """OpenVINO on the model quantised by NNCF (int8 weights and activations, scales calibrated on speech of
     the run itself); the ops left in floating point run bf16 where the CPU has it (as accurate on the trained
-    model, and twice as fast), fp32 elsewhere. Where they run fp32, the feature encoder's later convolutions run
-    int8 too, quantised frame by frame as they run (frame_matmuls: 1.2x faster there over 60 bins; with bf16 the
-    float convolutions are the faster)."""
+    model, and twice as fast), fp32 elsewhere. Where they run fp32 on AVX-512, the feature encoder's later
+    convolutions run int8 too, quantised frame by frame as they run (frame_matmuls: 1.2x faster there over 60
+    bins; with bf16 the float convolutions are the faster, and on AVX2 the plugin does not quantise as it runs)."""
 
     name = "openvino-int8"
     needs_calibration = True
@@ -257,6 +265,9 @@ class OpenVinoInt8Backend(OpenVinoBackend):
         super().__init__(options, calibration)
         self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
         self.keyed_recipe = int8_recipe()[:16]
+        self.int8_feature_encoder = self.precision == "f32" and not cpu_flags().isdisjoint(DYNAMIC_INT8_FLAGS)
+        """The feature encoder in int8 frame by frame (frame_matmuls): only where it was measured faster, without
+        bf16 and with the plugin's dynamic quantisation (AVX-512); the run's key names the choice."""
         """The NNCF and OpenVINO versions the run key names, as on the machine that keyed the run (a driver or a
         merge may be on another)."""
 
@@ -270,12 +281,13 @@ class OpenVinoInt8Backend(OpenVinoBackend):
                 "quantised model would not be the one its key names; install requirements.txt on every worker"
             )
         return openvino_int8_model(super().model_path(torchscript_path), self.calibration.key, self.calibration.rows,
-                                   int8_feature_encoder=self.precision == "f32")  # keyed by "float ops"
+                                   int8_feature_encoder=self.int8_feature_encoder)
 
     def key_options(self) -> list[str]:
         assert self.calibration is not None, "checked when built"
         calibration = f"nncf calibration {self.calibration.key}"
-        return [calibration, f"recipe {self.keyed_recipe}", f"float ops {self.precision}"]
+        feature_encoder = f"feature encoder {'int8 per frame' if self.int8_feature_encoder else 'float'}"
+        return [calibration, f"recipe {self.keyed_recipe}", f"float ops {self.precision}", feature_encoder]
 
 
 class CudaBackend(TorchScriptBackend):

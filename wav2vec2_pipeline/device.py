@@ -13,6 +13,9 @@ MAX_THREADS = 8 * (os.cpu_count() or 1)
 """More intra-op threads than this only oversubscribe the cores (and a huge number crashes the runtime)."""
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """Native bf16 instructions: elsewhere bf16 is emulated, slower than fp32."""
+DYNAMIC_INT8_FLAGS = ("avx512f",)
+"""Where OpenVINO's CPU plugin quantises a MatMul's input as it runs (dynamic quantisation): with AVX-512, and
+not on AVX2's own kernels (under qemu's AVX2 CPUID, group sizes 64 and 0 gave the same logits, on brgemm_avx2_f32)."""
 ISA_CAP = "ONEDNN_MAX_CPU_ISA"
 """oneDNN's cap on the instructions it uses, honoured by OpenVINO's CPU plugin and torch's oneDNN kernels (not by
 ONNX Runtime's MLAS): where it is set, the CPU is taken to have only what the cap lets those runtimes use. (On an

@@ -5,9 +5,9 @@ Quantised statically (one activation scale per tensor, calibrated), these convol
 1.5 to 5.5 CER points: their inputs span a wide range over time (80% of the second one's input lies below 1% of
 its maximum). As matrix products with int8 weights, OpenVINO's CPU plugin quantises their inputs as they run, a
 scale per group of channels of each frame (dynamic quantisation), and runs int8 dot products: within 0.2 CER
-points of fp32 on every speaker set, and the whole model 1.2x faster where its float ops are fp32 (a CPU without
-bf16), once a run's largest bin has paid a one-time cost (docs/performance.md). The first convolution (one input
-channel, kernel 10) stays as it is: too little work to gain anything.
+points of fp32 on every speaker set, and the whole model 1.2x faster where its float ops are fp32 on AVX-512
+(without bf16), once a run's largest bin has paid a one-time cost (docs/performance.md). The first convolution
+(one input channel, kernel 10) stays as it is: too little work to gain anything.
 """
 
 import math

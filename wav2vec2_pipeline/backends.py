@@ -265,11 +265,11 @@ class OpenVinoInt8Backend(OpenVinoBackend):
         super().__init__(options, calibration)
         self.precision = "bf16" if OpenVinoBf16Backend.cpu_supports(cpu_flags()) else "f32"
         self.keyed_recipe = int8_recipe()[:16]
+        """The NNCF and OpenVINO versions the run key names, as on the machine that keyed the run (a driver or a
+        merge may be on another)."""
         self.int8_feature_encoder = self.precision == "f32" and not cpu_flags().isdisjoint(DYNAMIC_INT8_FLAGS)
         """The feature encoder in int8 frame by frame (frame_matmuls): only where it was measured faster, without
         bf16 and with the plugin's dynamic quantisation (AVX-512); the run's key names the choice."""
-        """The NNCF and OpenVINO versions the run key names, as on the machine that keyed the run (a driver or a
-        merge may be on another)."""
 
     def model_path(self, torchscript_path: Path) -> Path:
         if importlib.util.find_spec("nncf") is None:

@@ -35,11 +35,13 @@ def rewrite(model: openvino.Model) -> int:
     """Replace convolutions 2.. of the feature encoder in `model` by frame-window MatMuls (fp32 weights, for
     NNCF to compress), channels-last from the second to the last; record in the model the dynamic quantisation
     group size the plugin is to use, and return it; 0 where the model's layers cannot be rewritten (unchanged)."""
+    nodes = model.get_ordered_ops()
     convolutions = sorted(
-        (int(match["layer"]), match["scope"], node) for node in model.get_ordered_ops()
+        (int(match["layer"]), match["scope"], node) for node in nodes
         if node.get_type_name() == "Convolution" and (match := CONVOLUTION.fullmatch(node.get_friendly_name()))
     )  # fmt: skip
-    layers = [_layer(model, scope) for _, scope, _ in convolutions[1:]]
+    layers = [[node for node in nodes if node.get_friendly_name().startswith(scope)]  # by the export's scope names
+              for _, scope, _ in convolutions[1:]]
     rewritten = [node for *_, node in convolutions[1:]]
     leaving = _leaving(layers[-1]) if layers else None
     if leaving is None or not all(map(_plain, rewritten)) or not all(map(_pointwise, layers)):
@@ -78,11 +80,6 @@ def _window_weight(weight: np.ndarray) -> np.ndarray:
     """A Conv1d weight [out, in, kernel] as the matrix [out, kernel * in] that `_windows`' rows multiply."""
     out_channels, in_channels, kernel = weight.shape
     return np.ascontiguousarray(weight.transpose(0, 2, 1).reshape(out_channels, kernel * in_channels), np.float32)
-
-
-def _layer(model: openvino.Model, scope: str) -> list[openvino.Node]:
-    """The nodes of a conv layer (convolution, activation, any norm or bias), by the export's scope names."""
-    return [node for node in model.get_ordered_ops() if node.get_friendly_name().startswith(scope)]
 
 
 def _pointwise(layer: list[openvino.Node]) -> bool:

@@ -89,3 +89,20 @@ def test_int8_takes_the_feature_encoder_where_it_was_measured_faster(monkeypatch
     backend = create_backend("openvino-int8", DeviceOptions(), lambda: Calibration("k" * 64, lambda: list(speech)))
     assert len(convolutions(openvino.Core().read_model(backend.model_path(traced)))) == left
     assert backend.key_options()[-1] == f"feature encoder {'int8 per frame' if left == 1 else 'float'}"
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"), [("openvino-int8", "traced.*.int8-*.bin"), ("onnxruntime", "traced.*.onnx")]
+)
+def test_a_kept_conversion_cut_short_ends_in_one_line_that_says_how_to_remake_it(traced_path, tmp_path, name,
+                                                                                 pattern) -> None:
+    from wav2vec2_pipeline.errors import PipelineError
+
+    traced = shutil.copy(traced_path, tmp_path / "traced.pth")
+    speech = np.random.default_rng(0).standard_normal((4, 1, 16_000)).astype(np.float32)
+    create_backend(name, DeviceOptions(), lambda: Calibration("k" * 64, lambda: list(speech))).load(traced)
+    (kept,) = tmp_path.glob(pattern)
+    kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])
+    backend = create_backend(name, DeviceOptions(), lambda: Calibration("k" * 64, lambda: list(speech)))
+    with pytest.raises(PipelineError, match=r"^(OpenVINO|ONNX Runtime) cannot read .*: delete it and run again"):
+        backend.load(traced)

@@ -1,5 +1,6 @@
 """Where the TorchScript module runs: one interface, one small class per backend, chosen by name."""
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -135,6 +136,18 @@ class FrozenTorchScriptBackend(TorchScriptBackend):
         self.module = torch.jit.optimize_for_inference(torch.jit.freeze(self.module))
 
 
+@contextlib.contextmanager
+def conversion_read(path: Path, runtime: str):
+    """A conversion kept beside traced.pth that the runtime cannot read (cut short, edited, written by another
+    version) ends in one line that says how to remake it, not in the runtime's traceback."""
+    try:
+        yield
+    except Exception as error:  # each runtime raises its own kinds
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"{runtime} cannot read {path} ({reason}); it is a conversion of traced.pth: delete it "
+                            "and run again to remake it") from error  # fmt: skip
+
+
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime on the CPU: the traced module exported to ONNX with free batch and length axes, all
     graph optimisations on. The export is kept beside traced.pth (named by its hash) for the next run."""
@@ -165,7 +178,8 @@ class OnnxRuntimeBackend(Backend):
     def session_for(self, onnx_path: Path, options):
         import onnxruntime
 
-        return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        with conversion_read(onnx_path, "ONNX Runtime"):
+            return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def to_device(self, batch: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(batch, dtype=np.float32)
@@ -222,7 +236,9 @@ class OpenVinoBackend(Backend):
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if self.options.threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.options.threads
-        compiled = openvino.Core().compile_model(str(self.model_path(torchscript_path)), "CPU", config)
+        path = self.model_path(torchscript_path)
+        with conversion_read(path, "OpenVINO"):
+            compiled = openvino.Core().compile_model(str(path), "CPU", config)
         self.request = compiled.create_infer_request()
 
     def model_path(self, torchscript_path: Path) -> Path:
